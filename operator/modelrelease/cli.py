@@ -1,0 +1,113 @@
+"""The `modelrelease` command: run the operator, the local sandbox, the demo and the registration tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from modelrelease.sandbox import stack
+
+    directory = Path(args.dir).resolve()
+    if args.action == "up":
+        try:
+            info = stack.up(directory)
+        except stack.SandboxError as exc:
+            print(f"modelrelease sandbox up: {exc}", file=sys.stderr)
+            return 1
+        print(f"sandbox is up: source {info.dir / 'env'} to use it")
+        print(f"  Kubernetes API  {info.api_url}")
+        print(f"  MLflow          {info.mlflow_url}")
+        print(f"  S3 API          {info.s3_url} (bucket {info.bucket})")
+    else:
+        stack.down(directory)
+        print(f"sandbox in {directory} is down")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from modelrelease import runner
+
+    namespaces = [n for n in (args.namespace or []) if n] or None
+    runner.run(namespaces=namespaces, verbose=args.verbose)
+    return 0
+
+
+def _digest(args: argparse.Namespace) -> int:
+    from modelrelease.registry.base import RegistryError
+    from modelrelease.registry.commands import digest_command
+
+    try:
+        print(digest_command(args.model_uri))
+    except RegistryError as exc:
+        print(f"modelrelease digest: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _stamp(args: argparse.Namespace) -> int:
+    from modelrelease.registry.base import RegistryError
+    from modelrelease.registry.commands import stamp_command
+
+    try:
+        digest = stamp_command(args.name, args.version, args.tag)
+    except RegistryError as exc:
+        print(f"modelrelease stamp: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.name} version {args.version}: {args.tag}={digest}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from modelrelease import demo
+
+    return demo.main(Path(args.dir).resolve(), keep=args.keep)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelrelease", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sandbox = commands.add_parser("sandbox", help="start or stop the local sandbox stack")
+    sandbox.add_argument("action", choices=["up", "down"])
+    sandbox.add_argument("--dir", required=True, help="folder for kubeconfig, env file and logs")
+    sandbox.set_defaults(func=_sandbox)
+
+    run = commands.add_parser("run", help="run the operator against the current kubeconfig")
+    run.add_argument(
+        "--namespace", "-n", action="append", help="watch only this namespace (repeatable; default: all)"
+    )
+    run.add_argument("--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=_run)
+
+    digest = commands.add_parser("digest", help="print the canonical sha256 digest of a model's artifacts")
+    digest.add_argument("model_uri", help="models:/NAME/N (models:/NAME/versions/N is accepted too)")
+    digest.set_defaults(func=_digest)
+
+    stamp = commands.add_parser("stamp", help="record a version's digest as a registry tag")
+    stamp.add_argument("name", help="registered model name")
+    stamp.add_argument("version", help="model version number")
+    stamp.add_argument("--tag", default="modelrelease.io/sha256", help="version tag to write")
+    stamp.set_defaults(func=_stamp)
+
+    demo = commands.add_parser("demo", help="tell the whole release story on a local sandbox")
+    demo.add_argument("--dir", default=".sandbox/demo", help="sandbox folder (default .sandbox/demo)")
+    demo.add_argument("--keep", action="store_true", help="leave the sandbox running afterwards")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
