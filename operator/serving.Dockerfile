@@ -1,0 +1,37 @@
+# syntax=docker/dockerfile:1
+# The default serving image for managed mode (MODELRELEASE_DEFAULT_IMAGE): `mlflow models serve` with the
+# pyfunc and scikit-learn flavours (scikit-learn ships with mlflow) and boto3 for S3 artifact stores.
+# Build from the repository root:
+#   docker build -f operator/serving.Dockerfile -t modelrelease-serving:0.1.0 .
+# Other flavours: --build-arg EXTRA_PACKAGES="xgboost==3.1.2" (any pip requirement specifiers).
+ARG PYTHON_IMAGE=python:3.11.14-slim-trixie
+
+FROM ${PYTHON_IMAGE} AS build
+ARG MLFLOW_VERSION=3.17.2
+ARG BOTO3_VERSION=1.44.8
+ARG EXTRA_PACKAGES=""
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY requirements.lock /tmp/requirements.lock
+# EXTRA_PACKAGES is split into words on purpose: it is a list of requirement specifiers.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --constraint /tmp/requirements.lock \
+       "mlflow==${MLFLOW_VERSION}" "boto3==${BOTO3_VERSION}" ${EXTRA_PACKAGES} \
+    && /opt/venv/bin/pip uninstall --yes pip
+
+FROM ${PYTHON_IMAGE}
+RUN groupadd --system --gid 10001 serving \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
+       --shell /usr/sbin/nologin serving
+COPY --from=build /opt/venv /opt/venv
+# MLflow downloads the model into TMPDIR: mount an emptyDir at /tmp when the root filesystem is read-only.
+ENV PATH=/opt/venv/bin:$PATH \
+    HOME=/tmp \
+    TMPDIR=/tmp \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PORT=8080
+USER 10001:10001
+EXPOSE 8080
+# MODEL_URI is set by the operator on every serving pod (models:/<name>/<version>).
+ENTRYPOINT ["/bin/sh", "-c", "exec mlflow models serve -m \"$MODEL_URI\" -h 0.0.0.0 -p \"$PORT\" --env-manager local"]
