@@ -51,7 +51,7 @@ MODEL_NAME_PATTERN = r"^[^/:@\s]([^/:@]*[^/:@\s])?$"
 VERSION_PATTERN = r"^[1-9][0-9]{0,17}$"
 ALIAS_PATTERN = r"^[A-Za-z0-9_-]+$"
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+DURATION_PATTERN = r"^([0-9]+([.][0-9]+)?(ms|s|m|h))+$"
 TRACKING_URI_PATTERN = r"^https?://[^\s]+$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -68,7 +68,7 @@ MIN_POLL_INTERVAL_SECONDS = 5.0
 MAX_POLL_INTERVAL_SECONDS = 86400.0
 
 _DURATION_RE = re.compile(DURATION_PATTERN)
-_DURATION_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_DURATION_PART_RE = re.compile(r"([0-9]+(?:[.][0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _RESERVED_ALIAS_RE = re.compile(r"^[vV][0-9]+$")
 _MODEL_URI_RE = re.compile(
@@ -182,8 +182,7 @@ class ModelRef(ApiModel):
             _ONE_REFERENCE,
         ),
         _cel(
-            "!has(self.alias) || "
-            "(self.alias.lowerAscii() != 'latest' && !self.alias.matches('^[vV][0-9]+$'))",
+            "!has(self.alias) || !self.alias.matches('^([Ll][Aa][Tt][Ee][Ss][Tt]|[vV][0-9]+)$')",
             _RESERVED_ALIAS,
         ),
     )
@@ -476,7 +475,7 @@ class ServingSpec(ApiModel):
             "nodeSelector, tolerations and affinity: those shape a managed Deployment",
         ),
         _cel(
-            "!has(self.env) || !self.env.exists(e, e.name == 'MODEL_URI')",
+            "!has(self.env) || !self.env.exists(e, has(e.name) && e.name == 'MODEL_URI')",
             _NO_MODEL_URI_ENV,
         ),
         _cel(
@@ -682,6 +681,26 @@ class ModelReleaseStatus(ApiModel):
         _unique([condition.type for condition in self.conditions], "status.conditions type")
         _unique([entry.check for entry in self.verification], "status.verification check")
         return self
+
+
+_RELEASE_NAME_PROBLEM = (
+    "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, "
+    "at most 63 characters) unless spec.serving.targetRef is set: it names the Deployment and the Service"
+)
+# A rule on the whole object (the CRD's root schema): the API server may read metadata.name there.
+RELEASE_NAME_RULE = CelRule(
+    "(has(self.spec) && has(self.spec.serving) && has(self.spec.serving.targetRef)) || "
+    "(size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$'))",
+    _RELEASE_NAME_PROBLEM,
+)
+_DNS_1035_LABEL_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def release_name_problem(name: str, spec: ModelReleaseSpec) -> str | None:
+    """Why `name` cannot name this release (RELEASE_NAME_RULE in Python), or None when it can."""
+    if spec.serving.managed and not (len(name) <= 63 and _DNS_1035_LABEL_RE.match(name)):
+        return _RELEASE_NAME_PROBLEM
+    return None
 
 
 # Lists whose entries are keyed (x-kubernetes-list-type: map), by JSON path from the CRD's root schema.
