@@ -1,0 +1,97 @@
+"""The registry protocol the operator programs against, its value types and its errors.
+
+No kopf, no HTTP here: backends (``modelrelease.registry.mlflow``) implement :class:`Registry`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from modelrelease.api.models import ModelRef, pinned_uri
+
+READY = "READY"
+"""Registry status of a version whose artifacts are completely registered."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One immutable registered model version, as the registry describes it."""
+
+    name: str
+    version: str
+    status: str
+    run_id: str | None
+    source: str
+    tags: Mapping[str, str] = field(default_factory=dict, hash=False)
+    aliases: tuple[str, ...] = ()
+    model_id: str | None = None
+    """MLflow 3 logged-model id (``m-...``) when the version was registered from a logged model."""
+
+    @property
+    def uri(self) -> str:
+        """The pinned, loadable URI: ``models:/<name>/<version>`` (MLflow 3 rejects ``/versions/N``)."""
+        return pinned_uri(self.name, self.version)
+
+
+@dataclass(frozen=True)
+class RegistryTarget:
+    """Where a registry lives and how to authenticate. Hashable (a cache key); repr hides secrets."""
+
+    tracking_uri: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    verify_tls: bool = True
+
+
+class RegistryError(Exception):
+    """A registry answer the operator cannot use. ``reason`` is CamelCase for conditions and Events.
+
+    The message is one line and never contains credentials.
+    """
+
+    default_reason = "RegistryError"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        self.reason = reason or self.default_reason
+        super().__init__(" ".join(message.split()))
+
+
+class RegistryUnavailable(RegistryError):
+    """Transient: timeouts, connection errors, HTTP 5xx and 429 (after the bounded retries)."""
+
+    default_reason = "RegistryUnavailable"
+
+
+class ModelNotFound(RegistryError):
+    """reason: ModelNotFound | VersionNotFound | AliasNotFound | StageNotFound."""
+
+    default_reason = "ModelNotFound"
+
+
+class Registry(Protocol):
+    """What the reconciler and the checks need from a model registry."""
+
+    async def resolve(self, ref: ModelRef, *, max_age: float | None = None) -> ModelVersion:
+        """version | alias | stage → one version. ``max_age``: accept a shared answer up to this old."""
+        ...
+
+    async def get_version(self, name: str, version: str) -> ModelVersion: ...
+
+    async def run_metrics(self, run_id: str) -> dict[str, float]:
+        """The latest value of each metric of a run."""
+        ...
+
+    async def version_metrics(self, mv: ModelVersion) -> dict[str, float]:
+        """Metrics of the version: its source run's, overlaid with its MLflow 3 logged model's."""
+        ...
+
+    async def input_schema(self, mv: ModelVersion) -> list[dict[str, object]] | None:
+        """The MLmodel signature's inputs, or None when the model has no signature."""
+        ...
+
+    async def artifact_digest(self, mv: ModelVersion) -> str:
+        """``sha256:<hex>`` over the canonical manifest; computed once per version and cached."""
+        ...

@@ -1,0 +1,738 @@
+"""MLflow backend of :class:`~modelrelease.registry.base.Registry`, async end to end.
+
+Registry calls go to MLflow's REST API (``/api/2.0/mlflow/...``) over aiohttp, never through the
+blocking MLflow client, so nothing here stalls the event loop. Every request has an explicit timeout
+and bounded retries with exponential backoff, on transient failures only (connection errors,
+timeouts, HTTP 429 and 5xx); see :class:`HttpPolicy` for the numbers. MLflow's own client would wait
+about 244 s before giving up on a dead server (7 retries, backoff factor 2, 120 s timeouts); with the
+defaults below a dead server is reported after about 1.5 s and a hung one after at most
+:attr:`HttpPolicy.worst_case_seconds` (31.5 s).
+
+Artifacts are read where the version's download URI points: through the tracking server's artifact
+proxy (``mlflow-artifacts:`` locations, ``/api/2.0/mlflow-artifacts/artifacts/...``, same credentials
+as the registry) or straight from S3 (``s3://`` locations, boto3 with the operator's own AWS
+environment, ``MLFLOW_S3_ENDPOINT_URL`` and ``MLFLOW_S3_IGNORE_TLS`` as MLflow reads them; blocking
+boto3 calls run in a small dedicated thread pool so they never occupy kopf's executor). File bytes are
+streamed through SHA-256 in :data:`~modelrelease.registry.digest.CHUNK_SIZE` chunks.
+
+Sharing: one :class:`MlflowRegistries` per operator process holds the HTTP session, the
+:class:`ResolutionCache` (answers per (target, model, reference) with a TTL, single-flight on misses)
+and bounded LRU caches of digests and input schemas per (target, model, version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol, TypeVar
+from urllib.parse import quote, unquote, urlsplit
+
+import aiohttp
+import boto3
+import botocore.config
+import botocore.exceptions
+import yaml
+
+from modelrelease import __version__
+from modelrelease.api.models import ModelRef
+from modelrelease.registry.base import (
+    ModelNotFound,
+    ModelVersion,
+    RegistryError,
+    RegistryTarget,
+    RegistryUnavailable,
+)
+from modelrelease.registry.cache import (
+    VERSION_FACTS_CACHE_SIZE,
+    ResolutionCache,
+    ResolutionKey,
+    VersionFactsCache,
+)
+from modelrelease.registry.digest import CHUNK_SIZE, manifest_digest, stream_sha256
+
+__all__ = ["HttpPolicy", "MlflowApiError", "MlflowRegistries", "MlflowRegistry", "ResolutionCache"]
+
+# ----------------------------------------------------------------------------------- tunables
+
+REQUEST_TIMEOUT_S = 10.0
+"""Whole-request timeout of one registry API call attempt."""
+CONNECT_TIMEOUT_S = 3.0
+"""Time allowed to open a connection (also for artifact downloads)."""
+READ_TIMEOUT_S = 30.0
+"""Longest silence between two reads while streaming an artifact (downloads have no total timeout)."""
+MAX_ATTEMPTS = 3
+"""Attempts per call, the first included; only transient failures are retried."""
+BACKOFF_BASE_S = 0.5
+"""Wait before the second attempt; doubles per attempt (with up to 50 % jitter taken off)."""
+BACKOFF_MAX_S = 4.0
+"""Cap on one wait, also on a server's Retry-After."""
+
+MLMODEL_MAX_BYTES = 1 << 20
+"""An MLmodel file larger than this is refused rather than read."""
+ARTIFACT_IO_THREADS = 4
+"""Threads for blocking object-store calls, apart from the loop's default executor that kopf uses."""
+
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_API = "/api/2.0/mlflow"
+_ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts"
+_LOGGED_MODEL_SOURCE = re.compile(r"^models:/(?P<id>m-[0-9a-f]+)$")
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    """Timeouts and retries of every registry request (defaults: the module constants)."""
+
+    request_timeout: float = REQUEST_TIMEOUT_S
+    connect_timeout: float = CONNECT_TIMEOUT_S
+    read_timeout: float = READ_TIMEOUT_S
+    max_attempts: int = MAX_ATTEMPTS
+    backoff_base: float = BACKOFF_BASE_S
+    backoff_max: float = BACKOFF_MAX_S
+
+    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.backoff_max)
+        ceiling = min(self.backoff_base * 2 ** (attempt - 1), self.backoff_max)
+        return ceiling * random.uniform(0.5, 1.0)
+
+    @property
+    def worst_case_seconds(self) -> float:
+        """Upper bound on one API call, all attempts and waits included."""
+        waits = sum(min(self.backoff_base * 2**i, self.backoff_max) for i in range(self.max_attempts - 1))
+        return self.max_attempts * self.request_timeout + waits
+
+
+V = TypeVar("V")
+
+RequestObserver = Callable[[str, str, float], None]
+"""Called after every HTTP attempt with (operation, outcome, seconds): operation like
+``model-versions/get``, outcome the HTTP status (``"200"``) or ``"timeout"`` / ``"connection-error"``."""
+
+
+# ---------------------------------------------------------------------------------- HTTP
+
+
+class MlflowApiError(RegistryError):
+    """A non-transient error answer of the MLflow REST API (HTTP status and MLflow error code kept)."""
+
+    default_reason = "RegistryRequestFailed"
+
+    def __init__(
+        self, message: str, status: int, error_code: str, detail: str, reason: str | None = None
+    ) -> None:
+        super().__init__(message, reason)
+        self.status = status
+        self.error_code = error_code
+        self.detail = detail
+        """The server's own message."""
+
+
+class _Retryable(Exception):
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: use our own backoff
+
+
+def _endpoint(target: RegistryTarget) -> tuple[str, dict[str, str]]:
+    """(base URL without credentials, auth headers) for a target; credentials in the URL are honoured."""
+    parts = urlsplit(target.tracking_uri.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RegistryError("tracking URI must be an http(s) URL", reason="UnsupportedTrackingUri")
+    base = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path.rstrip('/')}"
+    username, password = target.username, target.password
+    if username is None and target.token is None and parts.username is not None:
+        username, password = unquote(parts.username), unquote(parts.password or "")
+    headers = {"User-Agent": f"modelrelease-operator/{__version__}"}
+    if target.token is not None:
+        headers["Authorization"] = f"Bearer {target.token}"
+    elif username is not None:
+        headers["Authorization"] = aiohttp.BasicAuth(username, password or "").encode()
+    return base, headers
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class _Api:
+    """One registry target's REST API: timeouts, retries, error mapping. Never logs or shows credentials."""
+
+    def __init__(self, target: RegistryTarget, hub: MlflowRegistries) -> None:
+        self.base, self._headers = _endpoint(target)
+        self._ssl = target.verify_tls  # True: aiohttp verifies certificates with the default context
+        self._hub = hub
+        policy = hub.policy
+        self._policy = policy
+        self._call_timeout = aiohttp.ClientTimeout(
+            total=policy.request_timeout, connect=policy.connect_timeout
+        )
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, connect=policy.connect_timeout, sock_read=policy.read_timeout
+        )
+
+    async def get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        return await self._call("GET", path, params=params)
+
+    async def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", path, body=body)
+
+    async def _call(
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None, body: object = None
+    ) -> dict[str, Any]:
+        operation = path.removeprefix(_API + "/")
+
+        async def attempt() -> dict[str, Any]:
+            session = await self._hub.session()
+            async with session.request(
+                method,
+                self.base + path,
+                params=params,
+                json=body,
+                headers=self._headers,
+                ssl=self._ssl,
+                timeout=self._call_timeout,
+                allow_redirects=False,
+            ) as response:
+                self._raise_for_retry(response)
+                data = await self._json(response)
+                if response.status >= 300:
+                    raise self._api_error(operation, response.status, data)
+                return data
+
+        return await self._retrying(operation, attempt)
+
+    async def sha256(self, path: str) -> str:
+        """Hex SHA-256 of a download, streamed in bounded chunks; a broken transfer restarts the file."""
+
+        async def attempt() -> str:
+            async with await self._open(path) as response:
+                digest = hashlib.sha256()
+                async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+                    digest.update(chunk)
+                return digest.hexdigest()
+
+        return await self._retrying("artifact download", attempt)
+
+    async def read(self, path: str, limit: int) -> bytes:
+        async def attempt() -> bytes:
+            async with await self._open(path) as response:
+                data = await response.content.read(limit + 1)
+                if len(data) > limit:
+                    raise RegistryError(f"artifact larger than {limit} bytes", reason="ArtifactTooLarge")
+                return data
+
+        return await self._retrying("artifact download", attempt)
+
+    async def _open(self, path: str) -> aiohttp.ClientResponse:
+        session = await self._hub.session()
+        response = await session.get(
+            self.base + path,
+            headers=self._headers,
+            ssl=self._ssl,
+            timeout=self._stream_timeout,
+            allow_redirects=False,
+        )
+        try:
+            self._raise_for_retry(response)
+            if response.status >= 300:
+                raise self._api_error("artifact download", response.status, await self._json(response))
+        except BaseException:
+            response.release()
+            raise
+        return response
+
+    async def _retrying(self, operation: str, attempt: Callable[[], Awaitable[V]]) -> V:
+        policy = self._policy
+        detail = ""
+        for number in range(1, policy.max_attempts + 1):
+            started = time.monotonic()
+            retry_after: float | None = None
+            try:
+                result = await attempt()
+            except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
+                self._observe(operation, "tls-error", started)
+                raise RegistryError(
+                    f"TLS handshake with registry {self.base} failed: {_describe(exc)}",
+                    reason="RegistryTLSError",
+                ) from None
+            except _Retryable as exc:
+                self._observe(operation, str(exc), started)
+                detail, retry_after = str(exc), exc.retry_after
+            except TimeoutError as exc:
+                self._observe(operation, "timeout", started)
+                detail = _describe(exc)
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                self._observe(operation, "connection-error", started)
+                detail = _describe(exc)
+            except MlflowApiError as exc:
+                self._observe(operation, str(exc.status), started)
+                raise
+            else:
+                self._observe(operation, "ok", started)
+                return result
+            if number < policy.max_attempts:
+                await asyncio.sleep(policy.backoff(number, retry_after))
+        raise RegistryUnavailable(
+            f"registry {self.base} unavailable ({operation}): {detail} after {policy.max_attempts} attempts"
+        )
+
+    def _observe(self, operation: str, outcome: str, started: float) -> None:
+        if self._hub.observer is not None:
+            self._hub.observer(operation, outcome, time.monotonic() - started)
+
+    @staticmethod
+    def _raise_for_retry(response: aiohttp.ClientResponse) -> None:
+        if response.status in _RETRY_STATUSES:
+            raise _Retryable(f"HTTP {response.status}", _retry_after(response.headers.get("Retry-After")))
+
+    @staticmethod
+    async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:
+        try:
+            data = json.loads(await response.read() or b"{}")
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _api_error(self, operation: str, status: int, data: Mapping[str, Any]) -> MlflowApiError:
+        code = str(data.get("error_code") or "")
+        message = str(data.get("message") or "")[:300]
+        if status in (401, 403):
+            return MlflowApiError(
+                f"registry {self.base} refused the credentials ({operation}: HTTP {status})",
+                status,
+                code,
+                message,
+                reason="RegistryUnauthorized",
+            )
+        return MlflowApiError(
+            f"{operation}: HTTP {status} {code}: {message}".strip(": "), status, code, message
+        )
+
+
+# ----------------------------------------------------------------------------- artifacts
+
+
+class _ArtifactTree(Protocol):
+    """The artifact tree of one model version, wherever it is stored."""
+
+    location: str
+
+    async def files(self) -> list[str]:
+        """Relative POSIX paths of every file in the tree."""
+        ...
+
+    async def sha256(self, path: str) -> str: ...
+
+    async def read(self, path: str, limit: int) -> bytes: ...
+
+
+class _ProxiedTree:
+    """A tree behind the tracking server's artifact proxy (``mlflow-artifacts:`` locations).
+
+    The host in a ``mlflow-artifacts://host/...`` location is ignored: the registry's own base URL is
+    used, so the registry credentials are never sent elsewhere.
+    """
+
+    def __init__(self, api: _Api, location: str) -> None:
+        self.location = location
+        self._api = api
+        self._root = urlsplit(location).path.strip("/")
+
+    def _url(self, path: str) -> str:
+        return f"{_ARTIFACTS_API}/{quote(f'{self._root}/{path}')}"
+
+    async def files(self) -> list[str]:
+        found: list[str] = []
+        pending = [""]
+        while pending:
+            directory = pending.pop()
+            listing = await self._api.get(_ARTIFACTS_API, {"path": f"{self._root}/{directory}".rstrip("/")})
+            for info in listing.get("files", []):
+                path = f"{directory}/{info['path']}".lstrip("/")
+                (pending if info.get("is_dir") else found).append(path)
+        return found
+
+    async def sha256(self, path: str) -> str:
+        return await self._api.sha256(self._url(path))
+
+    async def read(self, path: str, limit: int) -> bytes:
+        return await self._api.read(self._url(path), limit)
+
+
+_IO_POOL: ThreadPoolExecutor | None = None
+
+
+def _io_pool() -> ThreadPoolExecutor:
+    global _IO_POOL
+    if _IO_POOL is None:
+        _IO_POOL = ThreadPoolExecutor(ARTIFACT_IO_THREADS, thread_name_prefix="modelrelease-artifacts")
+    return _IO_POOL
+
+
+def _s3_client() -> Any:
+    """A boto3 S3 client configured from the environment as MLflow's S3 artifact repository does."""
+    config = botocore.config.Config(
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=READ_TIMEOUT_S,
+        retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+    )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None,
+        verify=os.environ.get("MLFLOW_S3_IGNORE_TLS", "").lower() not in ("1", "true", "yes"),
+        config=config,
+    )
+
+
+_S3_MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
+_S3_DENIED = frozenset({"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"})
+
+
+def _s3_error(location: str, exc: Exception) -> RegistryError:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in _S3_MISSING:
+            return RegistryError(f"artifact not found in {location}: {code}", reason="ArtifactNotFound")
+        if code in _S3_DENIED:
+            return RegistryError(f"access to {location} denied: {code}", reason="ArtifactAccessDenied")
+        if status >= 500 or status == 429 or code in ("SlowDown", "Throttling", "RequestTimeout"):
+            return RegistryUnavailable(
+                f"object store unavailable for {location}: {code}", reason="ArtifactStoreUnavailable"
+            )
+        return RegistryError(f"object store refused {location}: {code}", reason="ArtifactStoreError")
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return RegistryError(f"no object-store credentials to read {location}", reason="ArtifactAccessDenied")
+    return RegistryUnavailable(
+        f"object store unavailable for {location}: {type(exc).__name__}", reason="ArtifactStoreUnavailable"
+    )
+
+
+class _S3Tree:
+    """A tree in S3 (``s3://bucket/prefix`` locations), read with boto3 in the artifact thread pool."""
+
+    def __init__(self, hub: MlflowRegistries, location: str) -> None:
+        self.location = location
+        self._hub = hub
+        parts = urlsplit(location)
+        self._bucket = parts.netloc
+        self._prefix = parts.path.strip("/")
+
+    async def _blocking(self, fn: Callable[..., V], *args: Any) -> V:
+        client = await self._hub.s3_client()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(_io_pool(), fn, client, *args)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise _s3_error(self.location, exc) from None
+
+    def _key(self, path: str) -> str:
+        return f"{self._prefix}/{path}" if self._prefix else path
+
+    async def files(self) -> list[str]:
+        return await self._blocking(self._list)
+
+    def _list(self, client: Any) -> list[str]:
+        prefix = f"{self._prefix}/" if self._prefix else ""
+        found = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                relative = item["Key"][len(prefix) :]
+                if relative and not relative.endswith("/"):
+                    found.append(relative)
+        return found
+
+    async def sha256(self, path: str) -> str:
+        return await self._blocking(self._sha256, self._key(path))
+
+    def _sha256(self, client: Any, key: str) -> str:
+        body = client.get_object(Bucket=self._bucket, Key=key)["Body"]
+        try:
+            return stream_sha256(body)
+        finally:
+            body.close()
+
+    async def read(self, path: str, limit: int) -> bytes:
+        data: bytes = await self._blocking(self._read, self._key(path), limit)
+        if len(data) > limit:
+            raise RegistryError(f"artifact larger than {limit} bytes", reason="ArtifactTooLarge")
+        return data
+
+    def _read(self, client: Any, key: str, limit: int) -> bytes:
+        body = client.get_object(Bucket=self._bucket, Key=key)["Body"]
+        try:
+            data: bytes = body.read(limit + 1)
+            return data
+        finally:
+            body.close()
+
+
+# ------------------------------------------------------------------------------ registry
+
+
+def _tags(items: Any) -> dict[str, str]:
+    return {str(t["key"]): str(t.get("value", "")) for t in items or []}
+
+
+def _model_version(data: Mapping[str, Any]) -> ModelVersion:
+    source = str(data.get("source") or "")
+    logged = _LOGGED_MODEL_SOURCE.match(source)
+    return ModelVersion(
+        name=str(data["name"]),
+        version=str(data["version"]),
+        status=str(data.get("status") or "UNKNOWN"),
+        run_id=str(data.get("run_id") or "") or None,
+        source=source,
+        tags=_tags(data.get("tags")),
+        aliases=tuple(str(a) for a in data.get("aliases", [])),
+        model_id=str(data.get("model_id") or "") or (logged["id"] if logged else None),
+    )
+
+
+def _latest_metrics(items: Any) -> dict[str, float]:
+    """``key → value`` keeping, per key, the entry with the newest (timestamp, step)."""
+    newest: dict[str, tuple[int, int, float]] = {}
+    for item in items or []:
+        stamp = (int(item.get("timestamp", 0)), int(item.get("step", 0)), float(item["value"]))
+        key = str(item["key"])
+        if key not in newest or stamp[:2] >= newest[key][:2]:
+            newest[key] = stamp
+    return {key: value for key, (_t, _s, value) in newest.items()}
+
+
+class MlflowRegistries:
+    """Process-wide shared state of the MLflow backend: HTTP session, caches, policy, observer.
+
+    ``registries.get(target)`` is cheap; every registry it returns shares this state. Create it inside
+    the running event loop's lifetime and ``await close()`` at shutdown.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: HttpPolicy | None = None,
+        cache: ResolutionCache | None = None,
+        facts_cache_size: int = VERSION_FACTS_CACHE_SIZE,
+        observer: RequestObserver | None = None,
+    ) -> None:
+        self.policy = policy or HttpPolicy()
+        self.cache = cache if cache is not None else ResolutionCache()
+        self.digests: VersionFactsCache[str] = VersionFactsCache(facts_cache_size)
+        self.schemas: VersionFactsCache[list[dict[str, Any]] | None] = VersionFactsCache(facts_cache_size)
+        self.observer = observer
+        self._session: aiohttp.ClientSession | None = None
+        self._s3: Any = None
+        self._s3_lock = asyncio.Lock()
+
+    def get(self, target: RegistryTarget) -> MlflowRegistry:
+        return MlflowRegistry(target, registries=self)
+
+    async def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64, limit_per_host=16))
+        return self._session
+
+    async def s3_client(self) -> Any:
+        async with self._s3_lock:
+            if self._s3 is None:
+                self._s3 = await asyncio.get_running_loop().run_in_executor(_io_pool(), _s3_client)
+        return self._s3
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> MlflowRegistries:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+
+class MlflowRegistry:
+    """The :class:`~modelrelease.registry.base.Registry` protocol for one MLflow tracking server.
+
+    Standalone (``async with MlflowRegistry(target) as registry``) it owns private shared state;
+    inside the operator, take it from :meth:`MlflowRegistries.get` so answers are shared.
+    """
+
+    def __init__(self, target: RegistryTarget, *, registries: MlflowRegistries | None = None) -> None:
+        self.target = target
+        self._owned = registries is None
+        self._shared = registries if registries is not None else MlflowRegistries()
+        self._api = _Api(target, self._shared)
+
+    async def close(self) -> None:
+        if self._owned:
+            await self._shared.close()
+
+    async def __aenter__(self) -> MlflowRegistry:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # -- resolution
+
+    async def resolve(self, ref: ModelRef, *, max_age: float | None = None) -> ModelVersion:
+        kind, value = ref.reference
+        return await self._cached(ref.name, kind, value, max_age)
+
+    async def get_version(self, name: str, version: str, *, max_age: float | None = None) -> ModelVersion:
+        return await self._cached(name, "version", str(int(version)), max_age)
+
+    async def _cached(self, name: str, kind: str, value: str, max_age: float | None) -> ModelVersion:
+        fetchers = {"version": self._fetch_version, "alias": self._fetch_alias, "stage": self._fetch_stage}
+        key = ResolutionKey(self.target, name, kind, value)
+        return await self._shared.cache.get(key, partial(fetchers[kind], name, value), max_age)
+
+    async def _fetch_version(self, name: str, version: str) -> ModelVersion:
+        try:
+            data = await self._api.get(f"{_API}/model-versions/get", {"name": name, "version": version})
+        except MlflowApiError as exc:
+            if exc.status != 404:
+                raise
+            await self._require_model(name)
+            raise ModelNotFound(f"model {name} has no version {version}", reason="VersionNotFound") from None
+        return _model_version(data["model_version"])
+
+    async def _fetch_alias(self, name: str, alias: str) -> ModelVersion:
+        try:
+            data = await self._api.get(f"{_API}/registered-models/alias", {"name": name, "alias": alias})
+        except MlflowApiError as exc:
+            # MLflow answers 404 for an unknown model, 400 INVALID_PARAMETER_VALUE for an unknown alias.
+            if exc.status in (400, 404) and "alias" in exc.detail.lower():
+                raise ModelNotFound(f"model {name} has no alias {alias}", reason="AliasNotFound") from None
+            if exc.status == 404:
+                raise ModelNotFound(f"registered model {name} not found") from None
+            raise
+        return _model_version(data["model_version"])
+
+    async def _fetch_stage(self, name: str, stage: str) -> ModelVersion:
+        try:
+            data = await self._api.get(
+                f"{_API}/registered-models/get-latest-versions", {"name": name, "stages": stage}
+            )
+        except MlflowApiError as exc:
+            if exc.status == 404:
+                raise ModelNotFound(f"registered model {name} not found") from None
+            raise
+        versions = [
+            _model_version(v)
+            for v in data.get("model_versions", [])
+            if str(v.get("current_stage", "")).lower() == stage.lower()
+        ]
+        if not versions:
+            raise ModelNotFound(f"model {name} has no version in stage {stage}", reason="StageNotFound")
+        return max(versions, key=lambda mv: int(mv.version))
+
+    async def _require_model(self, name: str) -> None:
+        try:
+            await self._api.get(f"{_API}/registered-models/get", {"name": name})
+        except MlflowApiError as exc:
+            if exc.status == 404:
+                raise ModelNotFound(f"registered model {name} not found") from None
+            raise
+
+    # -- metrics
+
+    async def run_metrics(self, run_id: str) -> dict[str, float]:
+        try:
+            data = await self._api.get(f"{_API}/runs/get", {"run_id": run_id})
+        except MlflowApiError as exc:
+            if exc.status == 404:
+                raise RegistryError(f"run {run_id} not found", reason="RunNotFound") from None
+            raise
+        return _latest_metrics(data.get("run", {}).get("data", {}).get("metrics"))
+
+    async def version_metrics(self, mv: ModelVersion) -> dict[str, float]:
+        metrics = await self.run_metrics(mv.run_id) if mv.run_id else {}
+        if mv.model_id:
+            try:
+                data = await self._api.get(f"{_API}/logged-models/{quote(mv.model_id)}", {})
+            except MlflowApiError as exc:
+                if exc.status != 404:  # 404: no logged model (or a server older than MLflow 3)
+                    raise
+            else:
+                metrics.update(_latest_metrics(data.get("model", {}).get("data", {}).get("metrics")))
+        return metrics
+
+    # -- artifacts
+
+    async def artifact_location(self, mv: ModelVersion) -> str:
+        data = await self._api.get(
+            f"{_API}/model-versions/get-download-uri", {"name": mv.name, "version": mv.version}
+        )
+        return str(data.get("artifact_uri") or "")
+
+    async def _tree(self, mv: ModelVersion) -> _ArtifactTree:
+        location = await self.artifact_location(mv)
+        scheme = urlsplit(location).scheme
+        if scheme == "mlflow-artifacts":
+            return _ProxiedTree(self._api, location)
+        if scheme == "s3":
+            return _S3Tree(self._shared, location)
+        raise RegistryError(
+            f"cannot read artifacts of {mv.uri}: unsupported location scheme {scheme or location!r}",
+            reason="UnsupportedArtifactLocation",
+        )
+
+    def _facts_key(self, mv: ModelVersion) -> tuple[RegistryTarget, str, str]:
+        return (self.target, mv.name, mv.version)
+
+    async def artifact_digest(self, mv: ModelVersion) -> str:
+        return await self._shared.digests.get(self._facts_key(mv), partial(self._compute_digest, mv))
+
+    async def _compute_digest(self, mv: ModelVersion) -> str:
+        tree = await self._tree(mv)
+        files = await tree.files()
+        if not files:
+            raise RegistryError(f"no artifact files at {tree.location}", reason="ArtifactNotFound")
+        return manifest_digest([(path, await tree.sha256(path)) for path in files])
+
+    async def input_schema(self, mv: ModelVersion) -> list[dict[str, Any]] | None:
+        return await self._shared.schemas.get(self._facts_key(mv), partial(self._read_input_schema, mv))
+
+    async def _read_input_schema(self, mv: ModelVersion) -> list[dict[str, Any]] | None:
+        tree = await self._tree(mv)
+        try:
+            mlmodel = yaml.safe_load(await tree.read("MLmodel", MLMODEL_MAX_BYTES))
+        except yaml.YAMLError:
+            raise RegistryError(f"MLmodel of {mv.uri} is not valid YAML", reason="InvalidMLmodel") from None
+        inputs = (mlmodel.get("signature") or {}).get("inputs") if isinstance(mlmodel, dict) else None
+        if not inputs:
+            return None
+        try:
+            columns = json.loads(inputs) if isinstance(inputs, str) else inputs
+        except ValueError:
+            columns = None
+        if not isinstance(columns, list) or not all(isinstance(c, dict) for c in columns):
+            raise RegistryError(f"MLmodel signature inputs of {mv.uri} are not a JSON list", "InvalidMLmodel")
+        return [dict(column) for column in columns]
+
+    # -- registration side
+
+    async def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        await self._api.post(
+            f"{_API}/model-versions/set-tag", {"name": name, "version": version, "key": key, "value": value}
+        )
+        self._shared.cache.invalidate(name, self.target)
