@@ -219,6 +219,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         spec(serving={"env": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {}}}]}),
         "not both",
     ),
+    ("duplicate env", spec(serving={"env": [{"name": "A", "value": "1"}, {"name": "A"}]}), "duplicate A"),
     ("env without name", spec(serving={"env": [{"value": "1"}]}), "name"),
     ("env unknown key", spec(serving={"env": [{"name": "A", "valu": "1"}]}), "valu"),
     (

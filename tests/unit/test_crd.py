@@ -6,19 +6,15 @@ import copy
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
+from crd_walk import CRD_FILE, ROOT, apply_defaults, load_manifest, nodes, root_schema
 
 from modelrelease.api import crd
 from modelrelease.api.models import ModelReleaseSpec
-
-ROOT = Path(__file__).resolve().parents[2]
-CRD_FILE = ROOT / crd.CRD_PATH
 
 # JSON Schema constructs a structural schema forbids (or that pydantic-isms would leak).
 FORBIDDEN = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "title", "const", "uniqueItems", "nullable"}
@@ -26,25 +22,12 @@ FORBIDDEN = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "title", "const"
 
 @pytest.fixture(scope="module")
 def manifest() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text())
-    return loaded
+    return load_manifest()
 
 
 @pytest.fixture(scope="module")
 def schema(manifest: dict[str, Any]) -> dict[str, Any]:
-    root: dict[str, Any] = manifest["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    return root
-
-
-def nodes(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every schema node with its dotted path ([] for list items, {} for map values)."""
-    yield path, node
-    for name, sub in node.get("properties", {}).items():
-        yield from nodes(sub, f"{path}.{name}" if path else name)
-    if isinstance(node.get("items"), dict):
-        yield from nodes(node["items"], f"{path}[]")
-    if isinstance(node.get("additionalProperties"), dict):
-        yield from nodes(node["additionalProperties"], f"{path}{{}}")
+    return root_schema(manifest)
 
 
 def test_committed_crd_is_up_to_date() -> None:
@@ -179,17 +162,6 @@ def test_defaults_satisfy_their_own_schema(schema: dict[str, Any]) -> None:
         assert path.startswith("spec."), f"{path}: status carries no defaults"
 
 
-def _apply_defaults(node: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
-    """Kubernetes-style defaulting of an object: missing fields with a default, recursively."""
-    out = dict(value)
-    for name, sub in node.get("properties", {}).items():
-        if name not in out and "default" in sub:
-            out[name] = copy.deepcopy(sub["default"])
-        if isinstance(out.get(name), dict) and sub.get("type") == "object":
-            out[name] = _apply_defaults(sub, out[name])
-    return out
-
-
 def _without_empty(value: Any) -> Any:
     if isinstance(value, dict):
         kept = {key: _without_empty(sub) for key, sub in value.items()}
@@ -205,7 +177,7 @@ def _without_empty(value: Any) -> Any:
     ],
 )
 def test_server_defaults_equal_model_defaults(schema: dict[str, Any], body: dict[str, Any]) -> None:
-    from_server = _apply_defaults(schema["properties"]["spec"], body)
+    from_server = apply_defaults(schema["properties"]["spec"], body)
     from_model = ModelReleaseSpec.model_validate(body).model_dump(
         by_alias=True, exclude_none=True, mode="json"
     )

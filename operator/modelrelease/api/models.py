@@ -140,6 +140,12 @@ class CelRule:
     message: str
 
 
+def _unique(values: list[str], what: str) -> None:
+    duplicates = sorted({value for value in values if values.count(value) > 1})
+    if duplicates:
+        raise ValueError(f"{what}: duplicate {', '.join(duplicates)}")
+
+
 def _cel(rule: str, message: str) -> CelRule:
     return CelRule(rule, message)
 
@@ -321,10 +327,7 @@ class VerifySpec(ApiModel):
 
     @model_validator(mode="after")
     def _unique_metrics(self) -> VerifySpec:
-        names = [gate.name for gate in self.metrics]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"spec.verify.metrics: duplicate metric name {', '.join(duplicates)}")
+        _unique([gate.name for gate in self.metrics], "spec.verify.metrics name")
         return self
 
 
@@ -509,6 +512,11 @@ class ServingSpec(ApiModel):
     """Repoint an existing Deployment instead of managing one (see the description of serving)."""
 
     @model_validator(mode="after")
+    def _unique_env(self) -> ServingSpec:
+        _unique([env["name"] for env in self.env], "spec.serving.env name")
+        return self
+
+    @model_validator(mode="after")
     def _target_ref_alone(self) -> ServingSpec:
         if self.target_ref is None:
             return self
@@ -650,12 +658,6 @@ class VerificationEntry(ApiModel):
     """Why, in one line."""
     version: str | None = Field(default=None, pattern=VERSION_PATTERN)
     """The candidate version checked."""
-
-
-def _unique(values: list[str], what: str) -> None:
-    duplicates = sorted({value for value in values if values.count(value) > 1})
-    if duplicates:
-        raise ValueError(f"{what}: duplicate {', '.join(duplicates)}")
 
 
 class ModelReleaseStatus(ApiModel):

@@ -1,0 +1,328 @@
+"""Every CEL rule of the generated CRD, evaluated with a real CEL implementation, and agreement between
+the API server's view (schema defaults + CEL) and the pydantic models on which specs are acceptable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from crd_walk import ROOT, cel_failures, load_manifest, nodes, root_schema
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from modelrelease.api.models import MANAGED_ONLY_FIELDS, ModelReleaseSpec, release_name_problem
+from modelrelease.sandbox.cel import evaluate
+
+SCHEMA = root_schema(load_manifest())
+RULES = {
+    rule["message"]: (path, rule["rule"])
+    for path, node in nodes(SCHEMA)
+    for rule in node.get("x-kubernetes-validations", ())
+}
+
+ONE_REF = "exactly one of spec.model.version, spec.model.alias or spec.model.stage must be set"
+RESERVED_ALIAS = "spec.model.alias must not be 'latest' or 'v<N>': MLflow reserves those names"
+POLL = "spec.registry.pollInterval must be between 5s and 24h"
+GATE_BOUND = "a metric gate in spec.verify.metrics needs min or max"
+GATE_ORDER = "spec.verify.metrics: min must be less than or equal to max"
+LABELS = "spec.serving.template.metadata.labels: keys under modelrelease.io/ are the operator's"
+ANNOTATIONS = "spec.serving.template.metadata.annotations: keys under modelrelease.io/ are the operator's"
+TARGET_REF = next(message for message in RULES if message.startswith("spec.serving.targetRef excludes"))
+MODEL_URI = "spec.serving.env must not set MODEL_URI: the operator sets it to the pinned model URI"
+ENV_SOURCE = "spec.serving.env: set value or valueFrom, not both"
+RELEASE_NAME = next(message for message in RULES if message.startswith("metadata.name must be"))
+
+SHAPING_VALUES: dict[str, Any] = {
+    "image": "serve:1",
+    "replicas": 0,
+    "env": [{"name": "A", "value": "1"}],
+    "resources": {"requests": {"cpu": "1"}},
+    "template": {"metadata": {"annotations": {"a": "b"}}},
+    "serviceAccountName": "sa",
+    "nodeSelector": {"pool": "gpu"},
+    "tolerations": [{"operator": "Exists"}],
+    "affinity": {"nodeAffinity": {}},
+}
+EMPTY_SHAPING = {
+    "env": [],
+    "resources": {},
+    "nodeSelector": {},
+    "tolerations": [],
+    "affinity": {},
+    "template": {"metadata": {"labels": {}, "annotations": {}}},
+}
+
+# For each rule (by message): the node it sits on, then values of `self` that pass and that fail.
+CASES: dict[str, tuple[str, list[Any], list[Any]]] = {
+    ONE_REF: (
+        "spec.model",
+        [{"name": "f", "version": "1"}, {"name": "f", "alias": "a"}, {"name": "f", "stage": "Staging"}],
+        [
+            {"name": "f"},
+            {"name": "f", "version": "1", "alias": "a"},
+            {"name": "f", "version": "1", "stage": "Production"},
+            {"name": "f", "alias": "a", "stage": "Staging"},
+            {"name": "f", "version": "1", "alias": "a", "stage": "Staging"},
+        ],
+    ),
+    RESERVED_ALIAS: (
+        "spec.model",
+        [{"alias": "champion"}, {"alias": "v1x"}, {"alias": "latest2"}, {"alias": "vv1"}, {"version": "1"}],
+        [{"alias": "latest"}, {"alias": "LaTeSt"}, {"alias": "v1"}, {"alias": "V12"}],
+    ),
+    POLL: (
+        "spec.registry",
+        # A value that breaks the pattern passes here: the pattern reports it, with a clearer message.
+        [{}, *({"pollInterval": p} for p in ("5s", "5000ms", "24h", "1h30m", "0.5m", "23h59m60s", "oops"))],
+        [{"pollInterval": p} for p in ("4s", "4999ms", "0.08m", "24h1s", "25h", "0s")],
+    ),
+    GATE_BOUND: (
+        "spec.verify.metrics[]",
+        [{"name": "f1", "min": 0.5}, {"name": "f1", "max": 0}, {"name": "f1", "min": 0, "max": 1}],
+        [{"name": "f1"}],
+    ),
+    GATE_ORDER: (
+        "spec.verify.metrics[]",
+        [{"min": 0.5, "max": 0.5}, {"min": 1, "max": 1.5}, {"min": -2.5, "max": 3}, {"min": 7}, {"max": 7}],
+        [{"min": 0.9, "max": 0.8}, {"min": 2, "max": 1}, {"min": 1.5, "max": 1}],
+    ),
+    LABELS: (
+        "spec.serving.template.metadata",
+        [{}, {"labels": {"team": "risk"}}, {"labels": {"x.modelrelease.io/y": "1"}}, {"annotations": {}}],
+        [{"labels": {"team": "risk", "modelrelease.io/release": "x"}}],
+    ),
+    ANNOTATIONS: (
+        "spec.serving.template.metadata",
+        [{}, {"annotations": {"prometheus.io/scrape": "true"}}, {"labels": {"modelrelease.io/x": "1"}}],
+        [{"annotations": {"modelrelease.io/version": "1"}}],
+    ),
+    TARGET_REF: (
+        "spec.serving",
+        [
+            {"targetRef": {"name": "d"}},
+            {"targetRef": {"name": "d"}, "port": 8080, **EMPTY_SHAPING},
+            {"targetRef": {"name": "d"}, "template": {}},
+            {"targetRef": {"name": "d"}, "template": {"metadata": {}}},
+            {"port": 8080, **SHAPING_VALUES},
+        ],
+        [{"targetRef": {"name": "d"}, field: value} for field, value in SHAPING_VALUES.items()],
+    ),
+    MODEL_URI: (
+        "spec.serving",
+        [{}, {"env": []}, {"env": [{"name": "MODEL"}, {"name": "MODEL_URI_EXTRA"}]}],
+        [{"env": [{"name": "A"}, {"name": "MODEL_URI", "value": "models:/x/1"}]}],
+    ),
+    ENV_SOURCE: (
+        "spec.serving",
+        [
+            {},
+            {
+                "env": [
+                    {"name": "A", "value": "1"},
+                    {"name": "B", "valueFrom": {"fieldRef": {}}},
+                    {"name": "C"},
+                ]
+            },
+        ],
+        [{"env": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {}}}]}],
+    ),
+    RELEASE_NAME: (
+        "",
+        [
+            {"metadata": {"name": "fraud"}, "spec": {"serving": {}}},
+            {"metadata": {"name": "a" * 63}, "spec": {}},
+            {"metadata": {"name": "fraud.v2"}, "spec": {"serving": {"targetRef": {"name": "d"}}}},
+            {"metadata": {"name": "9-lives"}, "spec": {"serving": {"targetRef": {"name": "d"}}}},
+        ],
+        [
+            {"metadata": {"name": "fraud.v2"}, "spec": {"serving": {}}},
+            {"metadata": {"name": "9-lives"}, "spec": {}},
+            {"metadata": {"name": "a" * 64}, "spec": {"serving": {"port": 80}}},
+            {"metadata": {"name": "fraud-"}, "spec": {}},
+        ],
+    ),
+}
+
+
+def test_every_rule_in_the_crd_has_cases() -> None:
+    assert set(RULES) == set(CASES)
+    for message, (path, _, _) in CASES.items():
+        assert RULES[message][0] == path, message
+
+
+def test_every_field_targetref_excludes_is_covered() -> None:
+    assert (
+        set(SHAPING_VALUES)
+        == set(MANAGED_ONLY_FIELDS)
+        == set(EMPTY_SHAPING)
+        | {
+            "image",
+            "replicas",
+            "serviceAccountName",
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "value"),
+    [(m, v) for m, (_, good, _) in CASES.items() for v in good],
+    ids=lambda x: str(x)[:60],
+)
+def test_rule_passes(message: str, value: Any) -> None:
+    assert evaluate(RULES[message][1], value) is True
+
+
+@pytest.mark.parametrize(
+    ("message", "value"), [(m, v) for m, (_, _, bad) in CASES.items() for v in bad], ids=lambda x: str(x)[:60]
+)
+def test_rule_fails(message: str, value: Any) -> None:
+    assert evaluate(RULES[message][1], value) is False
+
+
+def release(spec: dict[str, Any], name: str = "fraud") -> dict[str, Any]:
+    return {
+        "apiVersion": "modelrelease.io/v1alpha1",
+        "kind": "ModelRelease",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("modelrelease*.yaml")), ids=lambda p: p.name)
+def test_examples_pass_every_rule(path: Path) -> None:
+    assert cel_failures(SCHEMA, yaml.safe_load(path.read_text())) == []
+
+
+def test_server_defaults_do_not_trip_the_target_ref_rule() -> None:
+    # The schema defaults serving.port (and serving itself): a bare targetRef release must still pass.
+    body = release({"model": {"name": "m", "version": "1"}, "serving": {"targetRef": {"name": "d"}}}, "x.y")
+    assert cel_failures(SCHEMA, body) == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"model": {"name": "m"}}, ONE_REF),
+        ({"model": {"name": "m", "alias": "latest"}}, RESERVED_ALIAS),
+        ({"model": {"name": "m", "version": "1"}, "registry": {"pollInterval": "1s"}}, POLL),
+        ({"model": {"name": "m", "version": "1"}, "verify": {"metrics": [{"name": "f1"}]}}, GATE_BOUND),
+        (
+            {"model": {"name": "m", "version": "1"}, "serving": {"targetRef": {"name": "d"}, "image": "i"}},
+            TARGET_REF,
+        ),
+    ],
+)
+def test_whole_objects_report_the_rule_they_break(spec: dict[str, Any], message: str) -> None:
+    assert cel_failures(SCHEMA, release(spec)) == [message]
+
+
+# ---------------------------------------------------------------------------------------- agreement
+# Specs that always satisfy the schema's types, patterns, enums and ranges but vary everything the CEL
+# rules judge. The API server (defaults, then CEL) and pydantic must then accept exactly the same ones.
+
+# Each strategy mostly draws valid values, so that a spec often breaks just one rule.
+random_durations = st.lists(
+    st.tuples(
+        st.one_of(st.integers(0, 90).map(str), st.decimals(0, 30, places=2).map(str)),
+        st.sampled_from(["ms", "s", "m", "h"]),
+    ),
+    min_size=1,
+    max_size=3,
+).map(lambda parts: "".join(number + unit for number, unit in parts))
+durations = st.one_of(
+    st.sampled_from(["5s", "60s", "1h30m", "24h", "4s", "24h1s", "4999ms"]), random_durations
+)
+bounds = st.one_of(st.integers(-5, 5), st.floats(-5, 5, allow_nan=False, allow_infinity=False))
+REFERENCES = {
+    "version": ["1", "42"],
+    "alias": ["champion", "x", "v3a", "latest", "Latest", "v3"],
+    "stage": ["Staging", "Production"],
+}
+
+
+@st.composite
+def model_refs(draw: st.DrawFn) -> dict[str, Any]:
+    if draw(st.integers(0, 5)) == 0:
+        kinds = draw(st.lists(st.sampled_from(list(REFERENCES)), unique=True))
+    else:
+        kinds = [draw(st.sampled_from(list(REFERENCES)))]
+    return {"name": "fraud", **{kind: draw(st.sampled_from(REFERENCES[kind])) for kind in kinds}}
+
+
+@st.composite
+def gates(draw: st.DrawFn) -> list[dict[str, Any]]:
+    names = draw(st.lists(st.sampled_from(["f1", "auc", "loss"]), unique=True, max_size=3))
+    out = []
+    for name in names:
+        gate: dict[str, Any] = {"name": name}
+        for key in draw(st.sampled_from([["min"], ["max"], ["min", "max"], ["min", "max"], []])):
+            gate[key] = draw(bounds)
+        out.append(gate)
+    return out
+
+
+@st.composite
+def env_lists(draw: st.DrawFn) -> list[dict[str, Any]]:
+    names = draw(st.lists(st.sampled_from(["A", "B", "C", "MODEL_URI"]), unique=True, max_size=3))
+    out = []
+    for name in names:
+        entry: dict[str, Any] = {"name": name}
+        source = draw(st.sampled_from(["value", "value", "valueFrom", "none", "both"]))
+        if source in ("value", "both"):
+            entry["value"] = "v"
+        if source in ("valueFrom", "both"):
+            entry["valueFrom"] = {"secretKeyRef": {"name": "s", "key": "k"}}
+        out.append(entry)
+    return out
+
+
+@st.composite
+def servings(draw: st.DrawFn) -> dict[str, Any]:
+    serving: dict[str, Any] = {}
+    target_ref = draw(st.booleans())
+    if target_ref:
+        serving["targetRef"] = {"name": "existing"}
+    for field, value in SHAPING_VALUES.items():
+        choice = draw(st.integers(0, 7 if target_ref else 3))
+        if choice == 1:
+            serving[field] = value
+        elif choice == 2 and field in EMPTY_SHAPING:
+            serving[field] = EMPTY_SHAPING[field]
+    if not target_ref and draw(st.booleans()):
+        serving["env"] = draw(env_lists())
+    if draw(st.integers(0, 3)) == 0:
+        keys = draw(st.lists(st.sampled_from(["team", "modelrelease.io/x"]), unique=True, max_size=2))
+        kind = draw(st.sampled_from(["labels", "annotations"]))
+        serving["template"] = {"metadata": {kind: dict.fromkeys(keys, "v")}}
+    return serving
+
+
+@st.composite
+def releases(draw: st.DrawFn) -> dict[str, Any]:
+    spec: dict[str, Any] = {"model": draw(model_refs())}
+    if draw(st.booleans()):
+        spec["registry"] = {"pollInterval": draw(durations)}
+    if draw(st.booleans()):
+        spec["verify"] = {"metrics": draw(gates())}
+    if draw(st.booleans()):
+        spec["serving"] = draw(servings())
+    name = draw(st.sampled_from(["fraud", "ok-name", "fraud", "fraud.v2", "9lives", "a" * 64]))
+    return release(spec, name)
+
+
+def pydantic_accepts(body: dict[str, Any]) -> bool:
+    try:
+        spec = ModelReleaseSpec.model_validate(body["spec"])
+    except ValidationError:
+        return False
+    return release_name_problem(body["metadata"]["name"], spec) is None
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(releases())
+def test_pydantic_and_cel_agree(body: dict[str, Any]) -> None:
+    failures = cel_failures(SCHEMA, body)
+    assert pydantic_accepts(body) == (failures == []), failures
