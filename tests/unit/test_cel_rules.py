@@ -3,6 +3,7 @@ the API server's view (schema defaults + CEL) and the pydantic models on which s
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -326,3 +327,81 @@ def pydantic_accepts(body: dict[str, Any]) -> bool:
 def test_pydantic_and_cel_agree(body: dict[str, Any]) -> None:
     failures = cel_failures(SCHEMA, body)
     assert pydantic_accepts(body) == (failures == []), failures
+
+
+# ------------------------------------------------------------------------------- Kubernetes typing
+# cel-python is dynamically typed; the API server type-checks each rule against the schema when the CRD
+# is created and refuses the CRD if a rule does not compile. Check the two ways a rule can go wrong
+# there: a field path the schema does not declare, and a function applied to the wrong kind of node (in
+# Kubernetes CEL an object with declared properties is not a map, so size() does not apply to it).
+
+REFERENCE = re.compile(r"\b([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*)+)")
+MACRO = re.compile(r"\b(self(?:\.\w+)*)\.(?:all|exists|exists_one|map|filter)\((\w+),")
+FUNCTION_OF = {"size": {"string", "array", "map"}, "duration": {"string"}, "double": {"number", "integer"}}
+METHOD_ON = {
+    "matches": {"string"},
+    "startsWith": {"string"},
+    "all": {"array", "map"},
+    "exists": {"array", "map"},
+}
+# Root fields the API server always declares for rules on the resource root.
+ROOT_META = {"type": "object", "properties": {"name": {"type": "string"}, "generateName": {"type": "string"}}}
+
+
+def _kind(node: dict[str, Any]) -> str:
+    if node.get("type") == "object" and "additionalProperties" in node:
+        return "map"
+    return str(node.get("type", "dyn"))
+
+
+def _step(node: dict[str, Any], name: str, at_root: bool) -> dict[str, Any] | None:
+    if at_root and name == "metadata":
+        return ROOT_META
+    if _kind(node) == "map":
+        return dict(node["additionalProperties"])
+    found = node.get("properties", {}).get(name)
+    return None if found is None else dict(found)
+
+
+def _resolve(variables: dict[str, tuple[dict[str, Any], bool]], var: str, path: str) -> dict[str, Any] | None:
+    node, at_root = variables[var]
+    for name in filter(None, path.split(".")):
+        if name in METHOD_ON or name == "size":
+            break
+        next_node = _step(node, name, at_root)
+        if next_node is None:
+            return None
+        node, at_root = next_node, False
+    return node
+
+
+@pytest.mark.parametrize("message", sorted(RULES), ids=lambda m: m[:50])
+def test_rule_type_checks_against_the_schema(message: str) -> None:
+    path, rule = RULES[message]
+    node = SCHEMA if path == "" else dict(next(n for p, n in nodes(SCHEMA) if p == path))
+    variables: dict[str, tuple[dict[str, Any], bool]] = {"self": (node, path == "")}
+    for collection, var in MACRO.findall(rule):
+        target = _resolve(variables, "self", collection[len("self") :]) if collection != "self" else node
+        assert target is not None and _kind(target) in {"array", "map"}, f"{collection} is not iterable"
+        variables[var] = (target["items"] if _kind(target) == "array" else {"type": "string"}, False)
+    for var, dotted in REFERENCE.findall(rule):
+        if var not in variables:
+            continue
+        assert _resolve(variables, var, dotted) is not None, f"{var}{dotted}: not declared in the schema"
+    for function, kinds in FUNCTION_OF.items():
+        for var, dotted in re.findall(rf"\b{function}\((\w+)((?:\.\w+)*)\)", rule):
+            target = _resolve(variables, var, dotted)
+            assert target is not None and _kind(target) in kinds, f"{function}({var}{dotted}) on {target}"
+    for method, kinds in METHOD_ON.items():
+        for var, dotted in re.findall(rf"\b(\w+)((?:\.\w+)*)\.{method}\(", rule):
+            if var in variables:
+                target = _resolve(variables, var, dotted)
+                assert target is not None and _kind(target) in kinds, f"{var}{dotted}.{method}() on {target}"
+
+
+def test_the_type_check_catches_size_of_an_object() -> None:
+    serving = dict(next(n for p, n in nodes(SCHEMA) if p == "spec.serving"))
+    assert _kind(serving["properties"]["resources"]) == "object"
+    assert _kind(serving["properties"]["nodeSelector"]) == "map"
+    assert _resolve({"self": (serving, False)}, "self", ".affinity.nodeAffinity") is not None
+    assert _resolve({"self": (serving, False)}, "self", ".affinity.colour") is None

@@ -157,8 +157,15 @@ def _schema_with_cel_rules(schema: JsonDict, model_class: type) -> None:
 
 
 def _unset(field: str) -> str:
-    """CEL: `self.<field>` is absent or empty (an empty list or map counts as not set, as in pydantic)."""
+    """CEL: list or map `self.<field>` is absent or empty (empty counts as not set, as in pydantic)."""
     return f"(!has(self.{field}) || size(self.{field}) == 0)"
+
+
+def _no_fields(field: str, typed: type) -> str:
+    """CEL: object `self.<field>` is absent or sets none of its fields. (In Kubernetes CEL an object with
+    declared properties is not a map, so size() does not apply to it.)"""
+    inner = " && ".join(f"!has(self.{field}.{name})" for name in typed.__annotations__)
+    return f"(!has(self.{field}) || ({inner}))"
 
 
 class ApiModel(BaseModel):
@@ -397,6 +404,19 @@ class Toleration(TypedDict, total=False):
     """How long a NoExecute taint is tolerated before eviction."""
 
 
+class Affinity(TypedDict, total=False):
+    """Scheduling affinity of the serving pods, as in a Pod spec."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid", use_attribute_docstrings=True)  # type: ignore[misc]
+
+    nodeAffinity: dict[str, Any]
+    """Node affinity scheduling rules, as in a Pod spec."""
+    podAffinity: dict[str, Any]
+    """Pod affinity scheduling rules, as in a Pod spec."""
+    podAntiAffinity: dict[str, Any]
+    """Pod anti-affinity scheduling rules, as in a Pod spec."""
+
+
 class TemplateMetadata(ApiModel):
     """Labels and annotations added to the serving pod template."""
 
@@ -472,8 +492,9 @@ class ServingSpec(ApiModel):
         _cel(
             "!has(self.targetRef) || "
             "(!has(self.image) && !has(self.replicas) && !has(self.serviceAccountName)"
-            f" && {_unset('env')} && {_unset('resources')} && {_unset('nodeSelector')}"
-            f" && {_unset('tolerations')} && {_unset('affinity')} && {_TEMPLATE_UNSET})",
+            f" && {_unset('env')} && {_unset('nodeSelector')} && {_unset('tolerations')}"
+            f" && {_no_fields('resources', Resources)} && {_no_fields('affinity', Affinity)}"
+            f" && {_TEMPLATE_UNSET})",
             "spec.serving.targetRef excludes image, replicas, env, resources, template, serviceAccountName, "
             "nodeSelector, tolerations and affinity: those shape a managed Deployment",
         ),
@@ -506,7 +527,7 @@ class ServingSpec(ApiModel):
     """Node labels the serving pods must match."""
     tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
     """Tolerations of the serving pods."""
-    affinity: dict[str, Any] = Field(default_factory=dict)
+    affinity: Affinity = Field(default_factory=lambda: Affinity())
     """Affinity of the serving pods, as in a Pod spec (nodeAffinity, podAffinity, podAntiAffinity)."""
     target_ref: TargetRef | None = None
     """Repoint an existing Deployment instead of managing one (see the description of serving)."""
