@@ -33,5 +33,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PORT=8080
 USER 10001:10001
 EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['PORT'] + '/ping', timeout=4)"]
 # MODEL_URI is set by the operator on every serving pod (models:/<name>/<version>).
 ENTRYPOINT ["/bin/sh", "-c", "exec mlflow models serve -m \"$MODEL_URI\" -h 0.0.0.0 -p \"$PORT\" --env-manager local"]
