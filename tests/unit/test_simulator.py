@@ -11,6 +11,7 @@ from modelrelease.sandbox.simulator import (
     Rollout,
     Timing,
     fault_for,
+    fault_key,
     needs_new_replica_set,
     pod_template_hash,
     reconcile,
@@ -183,6 +184,9 @@ def test_ok_fault_and_unknown_values_roll_out_normally() -> None:
     assert fault_for(template, {"models:/fraud/3": "explode"}) == "ok"
     assert fault_for(template, {"models:/fraud/4": "crashloop"}) == "ok"
     assert fault_for(template, {"models:/fraud/3": " crashloop\n"}) == "crashloop"
+    # The spelling a real API server accepts as a ConfigMap key works too.
+    assert fault_key("models:/fraud-detector/3") == "models_fraud-detector_3"
+    assert fault_for(template, {"models_fraud_3": "unready"}) == "unready"
 
     clock = Clock()
     status = clock.run(deployment("models:/fraud/3"), 3, {"models:/fraud/3": "ok"}).status

@@ -8,6 +8,8 @@ imaginary: each becomes ready a short delay after it is "created".
 
 Faults are plain Kubernetes objects: the ConfigMap `sandbox-faults` in the Deployment's namespace maps a model
 URI (the pod template's `MODEL_URI` env value) to `crashloop` or `unready` (pods never become ready) or `ok`.
+A real API server only accepts ConfigMap keys made of `[-._a-zA-Z0-9]`, so the key may also be the URI with
+every other run of characters replaced by `_` (`models:/fraud/5` -> `models_fraud_5`, see `fault_key`).
 The ConfigMap is read when a rollout creates a new ReplicaSet — always fresh from the API server, so a fault
 written just before the Deployment is seen — and the fault stays with that ReplicaSet: a change applies to
 the next rollout, and old ReplicaSets keep serving exactly as in a real rolling update.
@@ -26,6 +28,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import ssl
 import sys
@@ -187,10 +190,17 @@ def model_uri(template: Mapping[str, Any]) -> str | None:
     return None
 
 
+def fault_key(uri: str) -> str:
+    """The spelling of a model URI that is a valid ConfigMap key: `models:/fraud/5` -> `models_fraud_5`."""
+    return re.sub(r"[^-._a-zA-Z0-9]+", "_", uri)
+
+
 def fault_for(template: Mapping[str, Any], faults: Mapping[str, str]) -> Fault:
     """The fault the `sandbox-faults` data assigns to this pod template (`ok` when none or unknown)."""
     uri = model_uri(template)
-    value = faults.get(uri, "ok").strip() if uri is not None else "ok"
+    if uri is None:
+        return "ok"
+    value = faults.get(uri, faults.get(fault_key(uri), "ok")).strip()
     return cast(Fault, value) if value in FAULTS else "ok"
 
 

@@ -1,0 +1,411 @@
+"""The local sandbox: everything the operator talks to, on loopback, started and stopped as one.
+
+`up(DIR)` starts four components, each in its own process group with its log in DIR/logs/<name>.log:
+
+- `api`: the Kubernetes API emulator (`python -m modelrelease.sandbox.apiserver`),
+- `simulator`: the rollout simulator, watching Deployments through that API,
+- `s3`: moto's S3 API in server mode, with the bucket `mlflow-artifacts`,
+- `mlflow`: a real `mlflow server` (SQLite file in DIR) proxying artifacts to that bucket.
+
+Ports are chosen free at start, so sandboxes in different folders run side by side. `up` returns once every
+component answers and writes DIR/kubeconfig, DIR/env (shell export lines) and DIR/state.json (pids, ports);
+if anything fails it stops what it started and raises `SandboxError` with a one-line reason. `down(DIR)`
+stops the processes recorded in DIR/state.json and checks that their ports are closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+BUCKET = "mlflow-artifacts"
+HOST = "127.0.0.1"
+# moto accepts any credentials; fixed dummies keep real ones out of the sandbox.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+# Bounded waits, seconds. MLflow imports a lot; on a busy 2-core machine it needs up to half a minute.
+READY_TIMEOUT = {"api": 30.0, "s3": 30.0, "simulator": 30.0, "mlflow": 120.0}
+STOP_TIMEOUT = 10.0
+KILL_TIMEOUT = 5.0
+_MLFLOW_BIND_ATTEMPTS = 3
+
+T = TypeVar("T")
+
+
+class SandboxError(Exception):
+    """A sandbox could not be started or stopped; the message is one line naming the component and its log."""
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    dir: Path
+    kubeconfig: Path
+    env: dict[str, str]
+    api_url: str
+    mlflow_url: str
+    s3_url: str
+    bucket: str
+
+
+# Popen objects of components this process started, kept so they are reaped (no zombies, no ResourceWarning).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def up(directory: Path) -> SandboxInfo:
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    with _exclusive(directory):
+        running = [name for name, entry in _read_state(directory).items() if _members(entry)]
+        if running:
+            raise SandboxError(
+                f"a sandbox is already running in {directory} ({', '.join(running)}); "
+                f"stop it first with `modelrelease sandbox down --dir {directory}`"
+            )
+        stack = _Stack(directory)
+        try:
+            return stack.start()
+        except BaseException:  # KeyboardInterrupt included: Ctrl-C during up leaves nothing behind
+            stack.stop()
+            raise
+
+
+def down(directory: Path) -> None:
+    directory = directory.resolve()
+    if not directory.is_dir():
+        return
+    with _exclusive(directory):
+        components = _read_state(directory)
+        _stop(components)
+        listening = [
+            f"{name} (port {entry['port']})"
+            for name, entry in components.items()
+            if entry.get("port") and _listening(int(entry["port"]), wait=KILL_TIMEOUT)
+        ]
+        if listening:
+            raise SandboxError(f"still listening after sandbox down in {directory}: {', '.join(listening)}")
+        # Logs stay for a post-mortem; what described the running sandbox goes.
+        for path in [directory / "state.json", directory / "env", directory / "kubeconfig"]:
+            path.unlink(missing_ok=True)
+        shutil.rmtree(directory / "run", ignore_errors=True)
+
+
+class _Stack:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.logs = directory / "logs"
+        self.run = directory / "run"
+        self.components: dict[str, dict[str, Any]] = {}
+        self.started = time.monotonic()
+
+    def start(self) -> SandboxInfo:
+        self.logs.mkdir(exist_ok=True)
+        self.run.mkdir(exist_ok=True)
+        # Every up is a fresh sandbox: API and S3 state live in memory, so MLflow's must not persist either.
+        for stale in [*self.run.iterdir(), self.dir / "mlflow.db", self.dir / "kubeconfig", self.dir / "env"]:
+            stale.unlink(missing_ok=True)
+
+        api_port_file, s3_port_file = self.run / "api.port", self.run / "s3.port"
+        module = [sys.executable, "-m"]
+        self._spawn("api", [*module, "modelrelease.sandbox.apiserver", "--host", HOST, "--port", "0",
+                            "--port-file", str(api_port_file)])  # fmt: skip
+        self._spawn("s3", [*module, "modelrelease.sandbox.s3", "--host", HOST, "--port", "0",
+                           "--port-file", str(s3_port_file)])  # fmt: skip
+
+        s3_port = self._wait("s3", lambda: _read_port(s3_port_file))
+        s3_url = f"http://{HOST}:{s3_port}"
+        self._record("s3", port=s3_port)
+        mlflow_port = self._spawn_mlflow(s3_url)
+
+        api_port = self._wait("api", lambda: _read_port(api_port_file))
+        api_url = f"http://{HOST}:{api_port}"
+        self._record("api", port=api_port)
+        self._wait("api", lambda: _http_ok(f"{api_url}/readyz"))
+        kubeconfig = self.dir / "kubeconfig"
+        _write_atomic(kubeconfig, _kubeconfig(api_url))
+        ready_file = self.run / "simulator.ready"
+        self._spawn("simulator", [*module, "modelrelease.sandbox.simulator", "--kubeconfig", str(kubeconfig),
+                                  "--ready-file", str(ready_file)])  # fmt: skip
+
+        self._wait("s3", lambda: _create_bucket(s3_url))
+        self._wait("simulator", lambda: ready_file.exists() or None)
+        mlflow_url = self._wait_mlflow(mlflow_port, s3_url)
+
+        env = {
+            "KUBECONFIG": str(kubeconfig),
+            "MLFLOW_TRACKING_URI": mlflow_url,
+            "MLFLOW_S3_ENDPOINT_URL": s3_url,
+            **AWS_ENV,
+        }
+        _write_atomic(self.dir / "env", "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
+        self._save(up_seconds=round(time.monotonic() - self.started, 1))
+        return SandboxInfo(self.dir, kubeconfig, env, api_url, mlflow_url, s3_url, BUCKET)
+
+    def stop(self) -> None:
+        _stop(self.components)
+        (self.dir / "state.json").unlink(missing_ok=True)
+
+    # -- processes ---------------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None) -> None:
+        log = self.logs / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.dir,
+                env=dict(env if env is not None else os.environ),
+                start_new_session=True,  # its own process group: signals reach its children, not ours
+            )
+        _children[process.pid] = process
+        self.components[name] = {"pid": process.pid, "start": _start_ticks(process.pid), "log": str(log)}
+        self._save()
+
+    def _record(self, name: str, **fields: Any) -> None:
+        self.components[name].update(fields)
+        self._save()
+
+    def _save(self, **extra: Any) -> None:
+        state = {"components": self.components, **extra}
+        _write_atomic(self.dir / "state.json", json.dumps(state, indent=2) + "\n")
+
+    def _wait(self, name: str, ready: Callable[[], T | None]) -> T:
+        """Poll `ready` until it returns a value; fail when any component exits or `name` runs out of time."""
+        deadline = time.monotonic() + READY_TIMEOUT[name]
+        while True:
+            value = ready()
+            if value is not None:
+                return value
+            for other, entry in self.components.items():
+                code = _children[entry["pid"]].poll()
+                if code is not None:
+                    raise SandboxError(_failure(other, f"exited with code {code}", Path(entry["log"])))
+            if time.monotonic() > deadline:
+                what = f"did not answer within {READY_TIMEOUT[name]:.0f}s"
+                raise SandboxError(_failure(name, what, Path(self.components[name]["log"])))
+            time.sleep(0.1)
+
+    def _spawn_mlflow(self, s3_url: str) -> int:
+        port = _free_port()
+        env = {k: v for k, v in os.environ.items() if k not in ("AWS_PROFILE", "AWS_SESSION_TOKEN")}
+        env.update(AWS_ENV)
+        env["MLFLOW_S3_ENDPOINT_URL"] = s3_url
+        # The job runner and its huey consumers (about 2 GB of processes) serve features unused here.
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        self._spawn(
+            "mlflow",
+            [sys.executable, "-m", "mlflow", "server",
+             "--backend-store-uri", f"sqlite:///{self.dir / 'mlflow.db'}",
+             "--artifacts-destination", f"s3://{BUCKET}/", "--serve-artifacts",
+             "--host", HOST, "--port", str(port), "--workers", "1",
+             "--allowed-hosts", f"{HOST}:{port},localhost:{port}"],
+            env,
+        )  # fmt: skip
+        self._record("mlflow", port=port)
+        return port
+
+    def _wait_mlflow(self, port: int, s3_url: str) -> str:
+        # The port was free when chosen but is only bound seconds later; on the rare lost race, try another.
+        for attempt in range(1, _MLFLOW_BIND_ATTEMPTS + 1):
+            url = f"http://{HOST}:{port}"
+            try:
+                self._wait("mlflow", lambda url=url: _http_ok(f"{url}/health"))  # type: ignore[misc]
+                return url
+            except SandboxError:
+                log = Path(self.components["mlflow"]["log"])
+                if (
+                    attempt == _MLFLOW_BIND_ATTEMPTS
+                    or "address already in use" not in _tail(log, 4000).lower()
+                ):
+                    raise
+                _stop({"mlflow": self.components.pop("mlflow")})
+                port = self._spawn_mlflow(s3_url)
+        raise AssertionError("unreachable")
+
+
+# -- stopping ------------------------------------------------------------------------------------------------
+
+
+def _stop(components: Mapping[str, Mapping[str, Any]]) -> None:
+    """SIGTERM every live member of each component's process group, SIGKILL what is left after a bound."""
+    for sig, bound in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, KILL_TIMEOUT)):
+        alive = [pid for entry in reversed(list(components.values())) for pid in _members(entry)]
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + bound
+        while alive and time.monotonic() < deadline:
+            _reap()
+            alive = [pid for entry in components.values() for pid in _members(entry)]
+            if alive:
+                time.sleep(0.1)
+        if not alive:
+            return
+
+
+def _reap() -> None:
+    for pid, process in list(_children.items()):
+        if process.poll() is not None:
+            del _children[pid]
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, ...]."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def _start_ticks(pid: int) -> str | None:
+    fields = _proc_stat(pid)
+    return fields[19] if fields else None  # starttime: with the pid, identifies one process for its lifetime
+
+
+def _members(entry: Mapping[str, Any]) -> list[int]:
+    """Live processes of a component: its leader (if still the same process) and the rest of its group."""
+    leader = int(entry["pid"])
+    members = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        fields = _proc_stat(int(proc.name))
+        if fields is None or fields[0] in ("Z", "X") or int(fields[2]) != leader:
+            continue
+        # A process leading group `leader` is ours only if it is the very process we started (pids recycle).
+        if int(proc.name) != leader or fields[19] == entry.get("start"):
+            members.append(int(proc.name))
+    return members
+
+
+# -- small helpers -------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    with (directory / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SandboxError(f"another `sandbox up` or `down` is working in {directory}") from None
+        yield
+
+
+def _read_state(directory: Path) -> dict[str, dict[str, Any]]:
+    try:
+        state = json.loads((directory / "state.json").read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise SandboxError(f"unreadable {directory / 'state.json'}: {exc}") from None
+    components: dict[str, dict[str, Any]] = state.get("components", {})
+    return components
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def _read_port(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _listening(port: int, wait: float = 0.0) -> bool:
+    deadline = time.monotonic() + wait
+    while True:
+        with socket.socket() as probe:
+            probe.settimeout(1.0)
+            if probe.connect_ex((HOST, port)) != 0:
+                return False
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(0.1)
+
+
+def _http_ok(url: str) -> bool | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return True if response.status == 200 else None
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def _create_bucket(s3_url: str) -> bool | None:
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_url,
+        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        region_name=AWS_ENV["AWS_DEFAULT_REGION"],
+        config=botocore.config.Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}),
+    )
+    try:
+        client.create_bucket(Bucket=BUCKET)
+    except botocore.exceptions.EndpointConnectionError:
+        return None
+    return True
+
+
+def _kubeconfig(api_url: str) -> str:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "sandbox", "cluster": {"server": api_url}}],
+        "users": [{"name": "sandbox", "user": {}}],
+        "contexts": [
+            {"name": "sandbox", "context": {"cluster": "sandbox", "user": "sandbox", "namespace": "default"}}
+        ],
+        "current-context": "sandbox",
+    }
+    return json.dumps(config, indent=2) + "\n"  # JSON is YAML: every client reads it
+
+
+def _tail(path: Path, size: int) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - size))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _failure(name: str, what: str, log: Path) -> str:
+    last = next((line.strip() for line in reversed(_tail(log, 4000).splitlines()) if line.strip()), "")
+    detail = f": {last[:200]}" if last else ""
+    return f"{name} {what} (log: {log}){detail}"
