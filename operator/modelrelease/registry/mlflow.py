@@ -340,6 +340,10 @@ class _ArtifactTree(Protocol):
         """Relative POSIX paths of every file in the tree."""
         ...
 
+    async def exists(self, path: str) -> bool:
+        """Whether ``path`` is a file of the tree."""
+        ...
+
     async def sha256(self, path: str) -> str: ...
 
     async def read(self, path: str, limit: int) -> bytes: ...
@@ -360,16 +364,24 @@ class _ProxiedTree:
     def _url(self, path: str) -> str:
         return f"{_ARTIFACTS_API}/{quote(f'{self._root}/{path}')}"
 
+    async def _list(self, directory: str) -> list[dict[str, Any]]:
+        listing = await self._api.get(_ARTIFACTS_API, {"path": f"{self._root}/{directory}".rstrip("/")})
+        return list(listing.get("files", []))
+
     async def files(self) -> list[str]:
         found: list[str] = []
         pending = [""]
         while pending:
             directory = pending.pop()
-            listing = await self._api.get(_ARTIFACTS_API, {"path": f"{self._root}/{directory}".rstrip("/")})
-            for info in listing.get("files", []):
+            for info in await self._list(directory):
                 path = f"{directory}/{info['path']}".lstrip("/")
                 (pending if info.get("is_dir") else found).append(path)
         return found
+
+    async def exists(self, path: str) -> bool:
+        # The proxy answers 500, not 404, for a missing file: look in the listing instead.
+        directory, _, name = path.rpartition("/")
+        return any(info["path"] == name and not info.get("is_dir") for info in await self._list(directory))
 
     async def sha256(self, path: str) -> str:
         return await self._api.sha256(self._url(path))
@@ -459,6 +471,18 @@ class _S3Tree:
                 if relative and not relative.endswith("/"):
                     found.append(relative)
         return found
+
+    async def exists(self, path: str) -> bool:
+        return await self._blocking(self._exists, self._key(path))
+
+    def _exists(self, client: Any, key: str) -> bool:
+        try:
+            client.head_object(Bucket=self._bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) in _S3_MISSING:
+                return False
+            raise
+        return True
 
     async def sha256(self, path: str) -> str:
         return await self._blocking(self._sha256, self._key(path))
@@ -714,6 +738,8 @@ class MlflowRegistry:
 
     async def _read_input_schema(self, mv: ModelVersion) -> list[dict[str, Any]] | None:
         tree = await self._tree(mv)
+        if not await tree.exists("MLmodel"):
+            raise RegistryError(f"{mv.uri} has no MLmodel file at {tree.location}", reason="MLmodelNotFound")
         try:
             mlmodel = yaml.safe_load(await tree.read("MLmodel", MLMODEL_MAX_BYTES))
         except yaml.YAMLError:
