@@ -7,6 +7,9 @@ from typing import Any
 
 import celpy
 
+# What `evaluate` and `evaluate_value` raise: a rule that does not compile, or cannot be evaluated.
+CELError: tuple[type[Exception], ...] = (celpy.CELParseError, celpy.CELEvalError)
+
 
 @lru_cache(maxsize=512)
 def _program(rule: str) -> celpy.Runner:
@@ -20,10 +23,24 @@ def evaluate(rule: str, self_value: Any, old_self: Any = None) -> bool:
     Raises `celpy.CELParseError` for a rule that does not compile and
     `celpy.CELEvalError` for one that cannot be evaluated on this object.
     """
+    return bool(evaluate_value(rule, self_value, old_self))
+
+
+def evaluate_value(expression: str, self_value: Any, old_self: Any = None) -> Any:
+    """The value of a CEL expression such as a `messageExpression` (CEL strings are `str`s).
+
+    Raises as `evaluate` does.
+    """
     activation: dict[str, Any] = {"self": celpy.json_to_cel(self_value)}
     if old_self is not None:
         activation["oldSelf"] = celpy.json_to_cel(old_self)
-    result = _program(rule).evaluate(activation)
+    result = _program(expression).evaluate(activation)
     if isinstance(result, celpy.CELEvalError):
         raise result
-    return bool(result)
+    return result
+
+
+def error_text(error: Exception) -> str:
+    """A one-line description of a CEL error (celpy keeps the message as the first argument)."""
+    first = error.args[0] if error.args else error
+    return " ".join(str(first).split())

@@ -29,14 +29,14 @@ class PatchError(ValueError):
         self.code = code
 
 
-def _same(a: JSON, b: JSON) -> bool:
+def json_equal(a: JSON, b: JSON) -> bool:
     """JSON equality: unlike Python's `==`, `true` is not `1` (but `1` is `1.0`, as in JSON)."""
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+        return a.keys() == b.keys() and all(json_equal(v, b[k]) for k, v in a.items())
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, int | float) and isinstance(b, int | float):
         return a == b
     return type(a) is type(b) and bool(a == b)
@@ -131,7 +131,7 @@ def _apply_op(doc: JSON, op: dict[str, Any]) -> JSON:
         else:
             parent, key = _locate(doc, path, f"test operation does not apply: is missing path: {path}")
             actual = _get(parent, key, f"error in test for path: '{path}'")
-        if not _same(actual, value):
+        if not json_equal(actual, value):
             raise PatchError(f"testing value {path} failed: test failed", 422)
     elif kind in ("move", "copy"):
         source = _op_field(
@@ -468,7 +468,7 @@ def _merge_slice(original: list[Any], patch: list[Any], field: _Field, delete_li
     items_are_maps = _element_kind(original + patch) is dict
     if not items_are_maps:
         if delete_list:
-            return [item for item in original if not any(_same(item, gone) for gone in patch)]
+            return [item for item in original if not any(json_equal(item, gone) for gone in patch)]
         merged = _dedupe(original + patch)
         order_key = ""
     else:
@@ -504,7 +504,7 @@ def _special_elements(original: list[Any], patch: list[Any], field: _Field) -> t
         if directive == "delete":
             if key not in item:
                 raise PatchError(f"map: {_go(item)} does not contain declared merge key: {key}")
-            original = [entry for entry in original if not _same(entry.get(key), item[key])]
+            original = [entry for entry in original if not json_equal(entry.get(key), item[key])]
         elif directive == "replace":
             replace = True
         elif directive == "merge":
@@ -548,7 +548,7 @@ def _check_order(patch_list: list[Any], order: list[Any], merge_key: str) -> Non
     pending = [item for item in patch_list if not (isinstance(item, dict) and _DIRECTIVE in item)]
     i = 0
     for entry in order:
-        if i < len(pending) and _same(_key_of(pending[i], merge_key), _key_of(entry, merge_key)):
+        if i < len(pending) and json_equal(_key_of(pending[i], merge_key), _key_of(entry, merge_key)):
             i += 1
     if i < len(pending):
         raise PatchError(
@@ -590,7 +590,7 @@ def _key_of(item: JSON, key: str) -> JSON:
 def _position(items: list[Any], item: JSON, key: str) -> int | None:
     wanted = _key_of(item, key)
     for i, candidate in enumerate(items):
-        if _same(_key_of(candidate, key), wanted):
+        if json_equal(_key_of(candidate, key), wanted):
             return i
     return None
 
@@ -602,7 +602,7 @@ def _rank(items: list[Any], item: JSON, key: str) -> int:
 
 def _find(items: list[Any], key: str, value: JSON) -> int | None:
     for i, item in enumerate(items):
-        if key in item and _same(item[key], value):
+        if key in item and json_equal(item[key], value):
             return i
     return None
 
@@ -610,7 +610,7 @@ def _find(items: list[Any], key: str, value: JSON) -> int | None:
 def _dedupe(items: list[Any]) -> list[Any]:
     unique: list[Any] = []
     for item in items:
-        if not any(_same(item, seen) for seen in unique):
+        if not any(json_equal(item, seen) for seen in unique):
             unique.append(item)
     return unique
 
