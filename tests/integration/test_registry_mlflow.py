@@ -7,12 +7,10 @@ counted independently of the backend by a small reverse proxy in front of the tr
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import tracemalloc
 import uuid
@@ -39,23 +37,12 @@ from modelrelease.registry.base import (
 from modelrelease.registry.commands import digest_command, stamp_command
 from modelrelease.registry.digest import local_digest, manifest_digest
 from modelrelease.registry.mlflow import HttpPolicy, MlflowRegistries, MlflowRegistry
+from modelrelease.sandbox.stack import SandboxInfo
 from modelrelease.verify.checks import first_blocking, verify_candidate
 
 pytestmark = pytest.mark.slow
 
 FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
-
-
-# --------------------------------------------------------------------- temporary sandbox
-# Stand-in until the shared session fixture `sandbox` (tests/conftest.py) lands: MLflow + moto only.
-
-
-@dataclass(frozen=True)
-class _Sandbox:
-    mlflow_url: str
-    s3_url: str
-    bucket: str
-    env: dict[str, str]
 
 
 def _free_port() -> int:
@@ -65,74 +52,11 @@ def _free_port() -> int:
         return port
 
 
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} not up after {timeout}s")
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Sandbox]:
-    root = tmp_path_factory.mktemp("registry-sandbox")
-    s3_url = f"http://127.0.0.1:{_free_port()}"
-    mlflow_url = f"http://127.0.0.1:{_free_port()}"
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "MLFLOW_S3_ENDPOINT_URL": s3_url,
-        "MLFLOW_TRACKING_URI": mlflow_url,
-    }
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        with (root / "moto.log").open("wb") as log:
-            moto = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", s3_url.rsplit(":", 1)[1]],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **env},
-                start_new_session=True,
-            )
-        processes.append(moto)
-        _wait_until_up(s3_url, moto, 60)
-        boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1", aws_access_key_id="testing",
-                     aws_secret_access_key="testing").create_bucket(Bucket="mlflow-artifacts")  # fmt: skip
-        mlflow_bin = Path(sys.executable).with_name("mlflow")
-        with (root / "mlflow.log").open("wb") as log:
-            server = subprocess.Popen(
-                [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", mlflow_url.rsplit(":", 1)[1],
-                 "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-                 "--artifacts-destination", "s3://mlflow-artifacts", "--workers", "1"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **env},
-                start_new_session=True,
-            )  # fmt: skip
-        processes.append(server)
-        _wait_until_up(mlflow_url, server, 120)
-        yield _Sandbox(mlflow_url, s3_url, "mlflow-artifacts", env)
-    finally:
-        for process in processes:  # each leads its own process group (mlflow server forks uvicorn)
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-
-
 # ------------------------------------------------------------------------------ fixtures
 
 
 @pytest.fixture(scope="module")
-def client_env(sandbox: Any) -> Iterator[dict[str, str]]:
+def client_env(sandbox: SandboxInfo) -> Iterator[dict[str, str]]:
     """The sandbox's environment in this process (MLflow client, boto3, the commands)."""
     with pytest.MonkeyPatch.context() as patch:
         for key, value in sandbox.env.items():
@@ -144,7 +68,7 @@ def client_env(sandbox: Any) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def s3(sandbox: Any, client_env: dict[str, str]) -> Any:
+def s3(sandbox: SandboxInfo, client_env: dict[str, str]) -> Any:
     return boto3.client("s3", endpoint_url=sandbox.s3_url)
 
 
@@ -160,7 +84,7 @@ class Iris:
 
 
 @pytest.fixture(scope="module")
-def iris(sandbox: Any, client_env: dict[str, str]) -> Iris:
+def iris(sandbox: SandboxInfo, client_env: dict[str, str]) -> Iris:
     import mlflow
     from mlflow.models import infer_signature
     from sklearn.datasets import load_iris
@@ -183,6 +107,7 @@ def iris(sandbox: Any, client_env: dict[str, str]) -> Iris:
                 name="model",
                 signature=infer_signature(x, model.predict(x)),
                 registered_model_name=name,
+                pip_requirements=["scikit-learn"],  # skips requirement inference (a subprocess per model)
             )
             f1 = float(f1_score(target, model.predict(x), average="macro"))
             mlflow.log_metric("f1", f1, model_id=info.model_id)
@@ -193,14 +118,14 @@ def iris(sandbox: Any, client_env: dict[str, str]) -> Iris:
 
 
 @pytest.fixture(scope="module")
-def trees(sandbox: Any, client_env: dict[str, str]) -> TreeRegistrar:
+def trees(sandbox: SandboxInfo, client_env: dict[str, str]) -> TreeRegistrar:
     return TreeRegistrar(sandbox, f"facts-tree-{uuid.uuid4().hex[:8]}")
 
 
 class TreeRegistrar:
     """Registers plain artifact trees (no MLmodel) as versions, through the proxy or straight in S3."""
 
-    def __init__(self, sandbox: Any, name: str) -> None:
+    def __init__(self, sandbox: SandboxInfo, name: str) -> None:
         import mlflow
 
         self.sandbox, self.name = sandbox, name
@@ -293,7 +218,7 @@ ALIAS_PATH = "/api/2.0/mlflow/registered-models/alias"
 # -------------------------------------------------------------------------- resolution
 
 
-async def test_alias_resolution_is_one_request(sandbox: Any, iris: Iris) -> None:
+async def test_alias_resolution_is_one_request(sandbox: SandboxInfo, iris: Iris) -> None:
     async with (
         counting_proxy(sandbox.mlflow_url) as proxy,
         MlflowRegistry(RegistryTarget(proxy.url)) as registry,
@@ -307,14 +232,16 @@ async def test_alias_resolution_is_one_request(sandbox: Any, iris: Iris) -> None
 
 
 @pytest.mark.parametrize("spelling", ["models:/{name}/3", "models:/{name}/versions/3"])
-async def test_version_resolution_from_either_uri_spelling(sandbox: Any, iris: Iris, spelling: str) -> None:
+async def test_version_resolution_from_either_uri_spelling(
+    sandbox: SandboxInfo, iris: Iris, spelling: str
+) -> None:
     name, kind, value = parse_model_uri(spelling.format(name=iris.name))
     async with MlflowRegistry(RegistryTarget(sandbox.mlflow_url)) as registry:
         mv = await registry.resolve(ModelRef.model_validate({"name": name, kind: value}))
     assert mv.uri == f"models:/{iris.name}/3"
 
 
-async def test_legacy_stage_resolution(sandbox: Any, iris: Iris) -> None:
+async def test_legacy_stage_resolution(sandbox: SandboxInfo, iris: Iris) -> None:
     async with MlflowRegistry(RegistryTarget(sandbox.mlflow_url)) as registry:
         assert (await registry.resolve(ModelRef(name=iris.name, stage="Production"))).version == "1"
         with pytest.raises(ModelNotFound) as missing:
@@ -333,7 +260,7 @@ async def test_legacy_stage_resolution(sandbox: Any, iris: Iris) -> None:
     ],
 )
 async def test_unknown_references_say_what_is_missing(
-    sandbox: Any, iris: Iris, reference: dict[str, str], reason: str
+    sandbox: SandboxInfo, iris: Iris, reference: dict[str, str], reason: str
 ) -> None:
     name = f"{iris.name}-absent" if reason == "ModelNotFound" else iris.name
     async with MlflowRegistry(RegistryTarget(sandbox.mlflow_url)) as registry:
@@ -343,7 +270,7 @@ async def test_unknown_references_say_what_is_missing(
     assert name in str(error.value) and "\n" not in str(error.value)
 
 
-async def test_concurrent_resolves_share_one_request(sandbox: Any, iris: Iris) -> None:
+async def test_concurrent_resolves_share_one_request(sandbox: SandboxInfo, iris: Iris) -> None:
     ref = ModelRef(name=iris.name, alias="champion")
     async with counting_proxy(sandbox.mlflow_url) as proxy, MlflowRegistries() as registries:
         registry = registries.get(RegistryTarget(proxy.url))
@@ -364,7 +291,7 @@ async def test_concurrent_resolves_share_one_request(sandbox: Any, iris: Iris) -
         assert proxy.counts[ALIAS_PATH] == 3 and registries.cache.requests == 3
 
 
-async def test_alias_move_is_seen_after_the_ttl_or_an_invalidation(sandbox: Any, iris: Iris) -> None:
+async def test_alias_move_is_seen_after_the_ttl_or_an_invalidation(sandbox: SandboxInfo, iris: Iris) -> None:
     import mlflow
 
     client = mlflow.MlflowClient(sandbox.mlflow_url)
@@ -422,7 +349,9 @@ async def test_hung_registry_times_out_within_the_policy() -> None:
     assert 1.0 <= elapsed < policy.worst_case_seconds + 1.0, f"took {elapsed:.2f}s"
 
 
-async def test_transient_answers_are_retried_and_client_errors_are_not(sandbox: Any, iris: Iris) -> None:
+async def test_transient_answers_are_retried_and_client_errors_are_not(
+    sandbox: SandboxInfo, iris: Iris
+) -> None:
     policy = HttpPolicy(backoff_base=0.05)
     async with counting_proxy(sandbox.mlflow_url) as proxy, MlflowRegistries(policy=policy) as registries:
         registry = registries.get(RegistryTarget(proxy.url))
@@ -440,7 +369,7 @@ async def test_transient_answers_are_retried_and_client_errors_are_not(sandbox: 
         assert proxy.total == before + 1
 
 
-async def test_credentials_are_sent_and_a_refusal_is_not_retried(sandbox: Any, iris: Iris) -> None:
+async def test_credentials_are_sent_and_a_refusal_is_not_retried(sandbox: SandboxInfo, iris: Iris) -> None:
     ref = ModelRef(name=iris.name, alias="champion")
     async with counting_proxy(sandbox.mlflow_url) as proxy:
         async with MlflowRegistry(RegistryTarget(proxy.url, username="ml", password="pw")) as registry:
@@ -450,7 +379,7 @@ async def test_credentials_are_sent_and_a_refusal_is_not_retried(sandbox: Any, i
             proxy.faults = [401]
             with pytest.raises(RegistryError) as refused:
                 await registry.resolve(ref, max_age=0)
-    assert proxy.authorization[:2] == [aiohttp.BasicAuth("ml", "pw").encode(), "Bearer tok"]
+    assert proxy.authorization[:2] == ["Basic " + base64.b64encode(b"ml:pw").decode(), "Bearer tok"]
     assert refused.value.reason == "RegistryUnauthorized" and "tok" not in str(refused.value)
     assert proxy.counts[ALIAS_PATH] == 3
 
@@ -458,7 +387,9 @@ async def test_credentials_are_sent_and_a_refusal_is_not_retried(sandbox: Any, i
 # ------------------------------------------------------------------------------- metrics
 
 
-async def test_metrics_come_from_the_source_run_and_the_logged_model(sandbox: Any, iris: Iris) -> None:
+async def test_metrics_come_from_the_source_run_and_the_logged_model(
+    sandbox: SandboxInfo, iris: Iris
+) -> None:
     async with MlflowRegistry(RegistryTarget(sandbox.mlflow_url)) as registry:
         mv = await registry.get_version(iris.name, "1")
         assert await registry.run_metrics(iris.run_id) == pytest.approx(
@@ -470,7 +401,9 @@ async def test_metrics_come_from_the_source_run_and_the_logged_model(sandbox: An
 # -------------------------------------------------------------------------------- digest
 
 
-async def test_digest_equals_the_digest_of_a_local_download(sandbox: Any, iris: Iris, tmp_path: Path) -> None:
+async def test_digest_equals_the_digest_of_a_local_download(
+    sandbox: SandboxInfo, iris: Iris, tmp_path: Path
+) -> None:
     import mlflow
 
     downloaded = await asyncio.to_thread(
@@ -483,7 +416,7 @@ async def test_digest_equals_the_digest_of_a_local_download(sandbox: Any, iris: 
 
 
 async def test_digest_is_the_same_through_the_proxy_and_straight_from_s3(
-    sandbox: Any, trees: TreeRegistrar, s3: Any, tmp_path: Path
+    sandbox: SandboxInfo, trees: TreeRegistrar, s3: Any, tmp_path: Path
 ) -> None:
     files = {"MLmodel": b"flavors: {}\n", "data/a.bin": os.urandom(3000), "data/deeper/b.txt": b"b"}
     local = write_tree(tmp_path, files)
@@ -510,7 +443,7 @@ def _object_key(s3: Any, bucket: str, suffix: str) -> str:
 
 
 async def test_altered_bytes_in_s3_change_the_digest_of_a_fresh_cache(
-    sandbox: Any, trees: TreeRegistrar, s3: Any, tmp_path: Path
+    sandbox: SandboxInfo, trees: TreeRegistrar, s3: Any, tmp_path: Path
 ) -> None:
     marker = uuid.uuid4().hex
     local = write_tree(tmp_path, {"MLmodel": b"flavors: {}\n", f"{marker}.bin": b"original bytes"})
@@ -532,7 +465,7 @@ async def test_altered_bytes_in_s3_change_the_digest_of_a_fresh_cache(
 
 @pytest.mark.parametrize("where", ["proxied", "s3"])
 async def test_hashing_memory_stays_bounded(
-    sandbox: Any, trees: TreeRegistrar, s3: Any, tmp_path: Path, where: str
+    sandbox: SandboxInfo, trees: TreeRegistrar, s3: Any, tmp_path: Path, where: str
 ) -> None:
     size = 32 << 20
     big = tmp_path / "tree" / "weights.bin"
@@ -562,7 +495,7 @@ async def test_hashing_memory_stays_bounded(
 
 
 async def test_stamp_then_verify_passes_and_tampering_blocks(
-    sandbox: Any, trees: TreeRegistrar, s3: Any, client_env: dict[str, str], tmp_path: Path
+    sandbox: SandboxInfo, trees: TreeRegistrar, s3: Any, client_env: dict[str, str], tmp_path: Path
 ) -> None:
     marker = uuid.uuid4().hex
     local = write_tree(tmp_path, {"MLmodel": b"flavors: {}\n", f"{marker}.bin": b"weights"})
@@ -595,7 +528,7 @@ async def test_stamp_then_verify_passes_and_tampering_blocks(
 # -------------------------------------------------------------------------------- schema
 
 
-async def test_input_schema_is_read_from_mlmodel(sandbox: Any, iris: Iris) -> None:
+async def test_input_schema_is_read_from_mlmodel(sandbox: SandboxInfo, iris: Iris) -> None:
     async with MlflowRegistry(RegistryTarget(sandbox.mlflow_url)) as registry:
         inputs = await registry.input_schema(await registry.get_version(iris.name, "1"))
     assert inputs is not None
@@ -611,7 +544,7 @@ async def test_input_schema_is_read_from_mlmodel(sandbox: Any, iris: Iris) -> No
     ],
 )
 async def test_schema_compatibility_between_versions(
-    sandbox: Any, iris: Iris, candidate: str, serving: str, outcome: str, detail: str
+    sandbox: SandboxInfo, iris: Iris, candidate: str, serving: str, outcome: str, detail: str
 ) -> None:
     spec = ModelReleaseSpec.model_validate(
         {"model": {"name": iris.name, "version": candidate}, "verify": {"digest": "Off"}}
@@ -627,7 +560,9 @@ async def test_schema_compatibility_between_versions(
     assert schema.outcome == outcome and detail in schema.reason
 
 
-async def test_missing_mlmodel_is_a_named_error(sandbox: Any, trees: TreeRegistrar, tmp_path: Path) -> None:
+async def test_missing_mlmodel_is_a_named_error(
+    sandbox: SandboxInfo, trees: TreeRegistrar, tmp_path: Path
+) -> None:
     mv = await asyncio.to_thread(trees.proxied, write_tree(tmp_path, {"only.txt": b"x"}))
     async with MlflowRegistry(RegistryTarget(sandbox.mlflow_url)) as registry:
         with pytest.raises(RegistryError) as error:

@@ -163,7 +163,7 @@ def _endpoint(target: RegistryTarget) -> tuple[str, dict[str, str]]:
     if target.token is not None:
         headers["Authorization"] = f"Bearer {target.token}"
     elif username is not None:
-        headers["Authorization"] = aiohttp.BasicAuth(username, password or "").encode()
+        headers["Authorization"] = aiohttp.encode_basic_auth(username, password or "")
     return base, headers
 
 
