@@ -1,0 +1,48 @@
+"""Shared fixtures: one sandbox stack for the whole session, and kubectl pointed at it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from modelrelease.sandbox import stack
+
+KubectlRunner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.SandboxInfo]:
+    """A running sandbox (API emulator, rollout simulator, MLflow, S3), shared by every test that asks for it.
+
+    Tests using it are `slow`. They share one API server, so each should work in its own namespace.
+    """
+    directory = tmp_path_factory.mktemp("sandbox")
+    info = stack.up(directory)
+    try:
+        yield info
+    finally:
+        stack.down(directory)
+
+
+def run_kubectl(
+    sandbox: stack.SandboxInfo, *args: str, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the real kubectl against the sandbox; the caller checks `returncode`, `stdout` and `stderr`."""
+    return subprocess.run(
+        ["kubectl", *args],
+        input=stdin,
+        env={**os.environ, **sandbox.env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(name="run_kubectl")
+def run_kubectl_fixture() -> KubectlRunner:
+    """`run_kubectl(sandbox, *args, stdin=None, timeout=60) -> CompletedProcess[str]`."""
+    return run_kubectl

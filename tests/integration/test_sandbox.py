@@ -1,0 +1,336 @@
+"""`modelrelease sandbox up|down`, driven as a user would: the CLI, then a shell that sources DIR/env.
+
+Covers the sandbox items of issue 2's "Done when" list in order — CRDs apply, `kubectl get mr -A`, an invalid
+ModelRelease refused naming the field, a healthy Deployment reaching Available, crashloop/unready faults
+reaching ProgressDeadlineExceeded, MLflow's /health with curl, S3 with boto3, and `down` leaving nothing
+listening — plus two sandboxes side by side, a second `up` refused, and `up` failing or interrupted cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "modelrelease.cli"]
+COMPONENTS = {"api", "simulator", "s3", "mlflow"}
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    dir: Path
+    up_seconds: float
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False, cwd=REPO
+    )
+
+
+def sh(
+    sandbox: Sandbox, command: str, stdin: str | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """Run `command` in bash after `source DIR/env`, from the repository root."""
+    script = f"source {shlex.quote(str(sandbox.dir / 'env'))} && {command}"
+    return subprocess.run(
+        ["bash", "-c", script],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
+    )
+
+
+def ports(directory: Path) -> dict[str, int]:
+    state = json.loads((directory / "state.json").read_text())
+    return {name: c["port"] for name, c in state["components"].items() if "port" in c}
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def processes_using(directory: Path) -> list[str]:
+    """Live processes whose working directory, command line or environment mentions `directory`."""
+    needle = str(directory).encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            cwd = os.readlink(proc / "cwd")
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if cwd == str(directory) or needle in cmdline or needle in environ:
+            found.append(f"{proc.name}: {cmdline.replace(bytes(1), b' ').decode(errors='replace')[:120]}")
+    return found
+
+
+def wait_until(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def deployment(namespace: str, uri: str, deadline: int = 600) -> str:
+    return textwrap.dedent(
+        f"""\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {{name: fraud, namespace: {namespace}}}
+        spec:
+          replicas: 2
+          progressDeadlineSeconds: {deadline}
+          selector: {{matchLabels: {{app: fraud}}}}
+          template:
+            metadata: {{labels: {{app: fraud}}}}
+            spec:
+              containers:
+              - name: server
+                image: example.invalid/serve:1
+                env: [{{name: MODEL_URI, value: "{uri}"}}]
+        """
+    )
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A sandbox started with the CLI (shadowing the shared session fixture: up/down are under test here)."""
+    directory = tmp_path_factory.mktemp("cli-sandbox")
+    started = time.monotonic()
+    done = cli("sandbox", "up", "--dir", str(directory))
+    up_seconds = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    print(f"\n`modelrelease sandbox up` took {up_seconds:.1f}s")
+    try:
+        yield Sandbox(directory, up_seconds)
+    finally:
+        if (directory / "state.json").exists():
+            cli("sandbox", "down", "--dir", str(directory))
+
+
+def test_up_writes_kubeconfig_env_state_and_logs(sandbox: Sandbox, record_property: object) -> None:
+    record_property("sandbox_up_seconds", round(sandbox.up_seconds, 1))  # type: ignore[operator]
+    exported = sh(sandbox, "env").stdout
+    for key in ("KUBECONFIG", "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):  # fmt: skip
+        assert f"\n{key}=" in f"\n{exported}", key
+    assert f"KUBECONFIG={sandbox.dir / 'kubeconfig'}" in exported
+    assert set(json.loads((sandbox.dir / "state.json").read_text())["components"]) == COMPONENTS
+    assert {p.stem for p in (sandbox.dir / "logs").glob("*.log")} >= COMPONENTS
+    assert len(set(ports(sandbox.dir).values())) == 3
+
+
+def test_crds_apply_and_modelreleases_list(sandbox: Sandbox) -> None:
+    applied = sh(sandbox, "kubectl apply -f crds/")
+    assert applied.returncode == 0, applied.stderr
+    assert "modelreleases.modelrelease.io" in applied.stdout
+    established = sh(sandbox, "kubectl wait --for=condition=Established crd/modelreleases.modelrelease.io")
+    assert established.returncode == 0, established.stderr
+
+    listed = sh(sandbox, "kubectl get mr -A")
+    assert listed.returncode == 0, listed.stderr
+    assert "No resources found" in listed.stdout + listed.stderr
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("{alias: champion}", "spec.model.name: Required value"),
+        ('{name: fraud, version: "7", alias: champion}', "exactly one of spec.model.version"),
+    ],
+)
+def test_invalid_modelrelease_is_refused_naming_the_field(sandbox: Sandbox, model: str, message: str) -> None:
+    release = "apiVersion: modelrelease.io/v1alpha1\nkind: ModelRelease\nmetadata: {name: bad}\n"
+    release += f"spec:\n  model: {model}\n"
+    refused = sh(sandbox, "kubectl apply -f -", stdin=release)
+    assert refused.returncode != 0
+    assert 'The ModelRelease "bad" is invalid' in refused.stderr  # kubectl's rendering of the 422
+    assert message in refused.stderr
+    assert "No resources found" in sh(sandbox, "kubectl get mr -A").stderr
+
+
+def test_healthy_deployment_becomes_available(sandbox: Sandbox) -> None:
+    assert sh(sandbox, "kubectl create namespace healthy").returncode == 0
+    assert sh(sandbox, "kubectl apply -f -", stdin=deployment("healthy", "models:/fraud/1")).returncode == 0
+    waited = sh(sandbox, "kubectl -n healthy wait --for=condition=Available deploy/fraud --timeout=60s")
+    assert waited.returncode == 0, waited.stderr
+    rolled = sh(sandbox, "kubectl -n healthy rollout status deploy/fraud --timeout=60s")
+    assert rolled.returncode == 0, rolled.stderr
+    assert "successfully rolled out" in rolled.stdout
+
+
+FAULTS_BY_URI_KEY = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: sandbox-faults, namespace: NS}
+data: {"models:/fraud/2": crashloop}
+"""
+
+
+@pytest.mark.parametrize(
+    ("fault", "create_faults"),
+    [
+        # The key as the design names it: the model URI itself.
+        ("crashloop", f"kubectl apply -f - <<'EOF'\n{FAULTS_BY_URI_KEY}EOF"),
+        # The spelling a real API server accepts as a ConfigMap key, which `kubectl create configmap` needs.
+        ("unready", "kubectl -n NS create configmap sandbox-faults --from-literal=models_fraud_2=unready"),
+    ],
+)
+def test_faulty_model_exceeds_the_progress_deadline(sandbox: Sandbox, fault: str, create_faults: str) -> None:
+    namespace = f"faulty-{fault}"
+    assert sh(sandbox, f"kubectl create namespace {namespace}").returncode == 0
+    made = sh(sandbox, create_faults.replace("NS", namespace))
+    assert made.returncode == 0, made.stderr
+    applied = sh(sandbox, "kubectl apply -f -", stdin=deployment(namespace, "models:/fraud/2", deadline=3))
+    assert applied.returncode == 0, applied.stderr
+
+    reason = "jsonpath={.status.conditions[?(@.type=='Progressing')].reason}=ProgressDeadlineExceeded"
+    waited = sh(
+        sandbox, f"kubectl -n {namespace} wait --for={shlex.quote(reason)} deploy/fraud --timeout=60s"
+    )
+    assert waited.returncode == 0, waited.stderr
+    rolled = sh(sandbox, f"kubectl -n {namespace} rollout status deploy/fraud --timeout=30s")
+    assert rolled.returncode != 0
+    assert "exceeded its progress deadline" in rolled.stderr
+    available = sh(
+        sandbox, f"kubectl -n {namespace} get deploy fraud -o jsonpath='{{.status.availableReplicas}}'"
+    )
+    assert available.stdout.strip() in ("", "0")
+
+
+def test_mlflow_answers_health_with_curl(sandbox: Sandbox) -> None:
+    health = sh(sandbox, 'curl -fsS "$MLFLOW_TRACKING_URI/health"')
+    assert health.returncode == 0, health.stderr
+    assert health.stdout.strip() == "OK"
+
+
+def test_s3_lists_the_artifact_bucket_with_boto3(sandbox: Sandbox) -> None:
+    script = (
+        "import boto3, os; s3 = boto3.client('s3', endpoint_url=os.environ['MLFLOW_S3_ENDPOINT_URL']); "
+        "print([b['Name'] for b in s3.list_buckets()['Buckets']])"
+    )
+    listed = sh(sandbox, f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.strip() == "['mlflow-artifacts']"
+
+
+def test_mlflow_artifacts_are_stored_in_the_s3_bucket(sandbox: Sandbox, tmp_path: Path) -> None:
+    (tmp_path / "note.txt").write_text("proxied")
+    script = textwrap.dedent(
+        f"""\
+        import boto3, mlflow, os
+        with mlflow.start_run() as run:
+            mlflow.log_artifact({str(tmp_path / "note.txt")!r})
+        s3 = boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"])
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="mlflow-artifacts")["Contents"]]
+        print(run.info.artifact_uri)
+        print(next(k for k in keys if run.info.run_id in k))
+        """
+    )
+    logged = sh(sandbox, f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}", timeout=120)
+    assert logged.returncode == 0, logged.stderr
+    artifact_uri, key = logged.stdout.strip().splitlines()[-2:]
+    assert artifact_uri.startswith("mlflow-artifacts:/")  # the client talks to the server, not to S3
+    assert key.endswith("/artifacts/note.txt")
+
+
+def test_second_up_in_a_running_dir_fails_clearly(sandbox: Sandbox) -> None:
+    again = cli("sandbox", "up", "--dir", str(sandbox.dir))
+    assert again.returncode == 1
+    assert len(again.stderr.strip().splitlines()) == 1
+    assert "already running" in again.stderr
+    assert all(listening(port) for port in ports(sandbox.dir).values())
+
+
+def test_two_sandboxes_run_side_by_side(sandbox: Sandbox, tmp_path: Path) -> None:
+    other = Sandbox(tmp_path / "other", 0.0)
+    started = cli("sandbox", "up", "--dir", str(other.dir))
+    assert started.returncode == 0, started.stderr
+    try:
+        assert set(ports(other.dir).values()).isdisjoint(ports(sandbox.dir).values())
+        assert sh(other, "kubectl create namespace only-in-other").returncode == 0
+        assert sh(other, "kubectl get namespace only-in-other").returncode == 0
+        assert sh(sandbox, "kubectl get namespace only-in-other").returncode != 0
+        assert sh(other, 'curl -fsS "$MLFLOW_TRACKING_URI/health"').stdout.strip() == "OK"
+    finally:
+        stopped = cli("sandbox", "down", "--dir", str(other.dir))
+    assert stopped.returncode == 0, stopped.stderr
+    assert processes_using(other.dir) == []
+    assert sh(sandbox, 'curl -fsS "$MLFLOW_TRACKING_URI/health"').stdout.strip() == "OK"
+
+
+def test_up_fails_cleanly_when_a_component_cannot_start(tmp_path: Path) -> None:
+    # An mlflow that cannot even import: the API emulator and S3 are already running when it dies.
+    broken = tmp_path / "broken-site" / "mlflow"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise SystemExit('mlflow is broken in this environment')\n")
+    directory = tmp_path / "sandbox"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(broken.parent), os.environ.get("PYTHONPATH")])),
+    }
+
+    failed = cli("sandbox", "up", "--dir", str(directory), env=env)
+
+    assert failed.returncode == 1
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1, failed.stderr
+    assert f"mlflow exited with code 1 (log: {directory / 'logs' / 'mlflow.log'})" in lines[0]
+    assert "mlflow is broken in this environment" in lines[0]
+    assert (directory / "logs" / "api.log").exists()  # it got that far
+    assert not (directory / "state.json").exists()
+    assert processes_using(directory) == []
+
+
+def test_ctrl_c_during_up_leaves_nothing_running(tmp_path: Path) -> None:
+    directory = tmp_path / "sandbox"
+    up = subprocess.Popen(
+        [*CLI, "sandbox", "up", "--dir", str(directory)], cwd=REPO, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        state = directory / "state.json"
+        wait_until(lambda: state.exists() and "mlflow" in state.read_text(), 60, "up to start mlflow")
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 130
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    assert not (directory / "state.json").exists()
+    assert processes_using(directory) == []
+
+
+def test_down_leaves_nothing_listening(sandbox: Sandbox) -> None:
+    used = ports(sandbox.dir)
+    stopped = cli("sandbox", "down", "--dir", str(sandbox.dir))
+    assert stopped.returncode == 0, stopped.stderr
+    assert [name for name, port in used.items() if listening(port)] == []
+    assert processes_using(sandbox.dir) == []
+    assert not (sandbox.dir / "state.json").exists()
