@@ -1,0 +1,537 @@
+"""The API's object semantics, independent of HTTP: create/update/patch/delete pipelines, the status
+subresource, generation, finalizers, namespace lifecycle, ownerReference garbage collection and CRDs."""
+
+from __future__ import annotations
+
+import copy
+import re
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import conversion, crds, defaults
+from . import patch as patching
+from . import schema as crd_schema
+from .errors import ApiError, already_exists, bad_request, conflict, invalid, not_found
+from .resources import Registry, ResourceType, crd_types
+from .store import Obj, Store
+
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_NAMESPACES = ("", "namespaces")
+_CRDS = ("apiextensions.k8s.io", "customresourcedefinitions")
+PATCH_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+)
+_SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    dry_run: bool = False
+    field_validation: str = "Warn"  # Strict | Warn | Ignore
+    manager: str = "unknown"
+    subresource: str | None = None
+
+
+@dataclass
+class WriteResult:
+    obj: Obj
+    created: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def _strip_for_compare(obj: Obj) -> Obj:
+    meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in ("resourceVersion", "managedFields")}
+    return {**obj, "metadata": meta}
+
+
+def _content(obj: Obj, ignore: tuple[str, ...]) -> Obj:
+    return {k: v for k, v in obj.items() if k not in ignore}
+
+
+def _touch_managed_fields(
+    meta: dict[str, Any], manager: str, operation: str, api_version: str, subresource: str | None
+) -> None:
+    entries = [
+        e
+        for e in meta.get("managedFields") or []
+        if not (
+            e.get("manager") == manager
+            and e.get("operation") == operation
+            and e.get("subresource") == subresource
+        )
+    ]
+    entry: dict[str, Any] = {
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": api_version,
+        "time": now(),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {},
+    }
+    if subresource:
+        entry["subresource"] = subresource
+    meta["managedFields"] = [*entries, entry]
+
+
+class Cluster:
+    def __init__(self, watch_history: int = 10000) -> None:
+        self.registry = Registry()
+        self.store = Store(watch_history)
+        self._next_ip = 1
+        for name in _SYSTEM_NAMESPACES:
+            ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            self.create(self._ns_type(), "", ns, WriteOptions(manager="kube-apiserver"))
+
+    def _ns_type(self) -> ResourceType:
+        rt = self.registry.get("", "v1", "namespaces")
+        assert rt is not None
+        return rt
+
+    # ---- reads ----
+
+    def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:
+        obj = self.store.get(rt.storage_key, namespace if rt.namespaced else "", name)
+        if obj is None:
+            raise not_found(rt.plural, rt.group, name)
+        return obj
+
+    def list_objects(self, rt: ResourceType, namespace: str | None) -> tuple[list[Obj], int]:
+        return self.store.list_objects(
+            rt.storage_key, namespace if rt.namespaced else None
+        ), self.store.resource_version
+
+    # ---- create ----
+
+    def create(
+        self, rt: ResourceType, namespace: str, body: Obj, opts: WriteOptions, operation: str = "Update"
+    ) -> WriteResult:
+        obj = conversion.to_storage(rt, copy.deepcopy(body))
+        meta = dict(obj.get("metadata") or {})
+        ns = namespace if rt.namespaced else ""
+        if rt.namespaced:
+            if meta.get("namespace") and meta["namespace"] != namespace:
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            self._check_namespace_open(namespace)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + "".join(
+                secrets.choice(_GENERATE_ALPHABET) for _ in range(5)
+            )
+        name = meta.get("name", "")
+        if not name:
+            raise invalid(
+                rt.kind,
+                rt.group,
+                "",
+                [("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")],
+            )
+        if not _NAME_RE.match(name) or len(name) > 253:
+            raise invalid(
+                rt.kind,
+                rt.group,
+                name,
+                [
+                    (
+                        "FieldValueInvalid",
+                        "metadata.name",
+                        f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower '
+                        "case alphanumeric characters, '-' or '.', and must start and end with an "
+                        "alphanumeric character",
+                    )
+                ],
+            )
+        if self.store.get(rt.storage_key, ns, name) is not None:
+            raise already_exists(rt.plural, rt.group, name)
+        for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(key, None)
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now())
+        if rt.namespaced:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        if rt.generation:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
+        obj["metadata"] = meta
+        if rt.status_subresource:
+            if rt.builtin:
+                obj["status"] = {}
+            else:
+                obj.pop("status", None)
+        if rt.group == "" and rt.plural == "services":
+            self._allocate_cluster_ip(obj)
+        warnings = self._admit(rt, obj, None, opts)
+        _touch_managed_fields(meta, opts.manager, operation, rt.api_version, None)
+        if opts.dry_run:
+            obj["metadata"]["resourceVersion"] = ""
+            return WriteResult(conversion.to_view(rt, obj), True, warnings)
+        stored = self.store.put(rt.storage_key, obj)
+        self._after_write(rt, stored)
+        return WriteResult(conversion.to_view(rt, stored), True, warnings)
+
+    def _check_namespace_open(self, namespace: str) -> None:
+        ns = self.store.get(_NAMESPACES, "", namespace)
+        if ns is None:
+            raise not_found("namespaces", "", namespace)
+        if ns["metadata"].get("deletionTimestamp"):
+            raise ApiError(
+                403,
+                "Forbidden",
+                f"unable to create new content in namespace {namespace} because it is being terminated",
+                {"name": namespace, "kind": "namespaces"},
+            )
+
+    def _allocate_cluster_ip(self, obj: Obj) -> None:
+        spec = obj.setdefault("spec", {})
+        if spec.get("type") == "ExternalName" or spec.get("clusterIP") == "None":
+            return
+        if not spec.get("clusterIP"):
+            spec["clusterIP"] = f"10.96.{self._next_ip // 250}.{self._next_ip % 250 + 1}"
+            self._next_ip += 1
+        spec.setdefault("clusterIPs", [spec["clusterIP"]])
+
+    # ---- admission: defaulting, pruning, validation ----
+
+    def _admit(self, rt: ResourceType, obj: Obj, old: Obj | None, opts: WriteOptions) -> list[str]:
+        warnings: list[str] = []
+        if rt.builtin:
+            defaults.apply_defaults(rt.group, rt.kind, obj)
+            if rt.storage_key == _CRDS:
+                crds.validate_crd(obj)
+                crds.set_status(obj, old)
+            return warnings
+        if rt.schema is None:
+            return warnings
+        meta, api_version, kind = obj["metadata"], obj.get("apiVersion"), obj.get("kind")
+        pruned_obj, pruned = crd_schema.prune_and_default(rt.schema, obj)
+        # metadata, apiVersion and kind are the server's business, never the schema's
+        admitted = {**pruned_obj, "metadata": meta, "apiVersion": api_version, "kind": kind}
+        obj.clear()
+        obj.update(admitted)
+        pruned = [p for p in pruned if p.split(".", 1)[0] not in ("metadata", "apiVersion", "kind")]
+        if pruned and opts.field_validation == "Strict":
+            unknown = ", ".join(f'unknown field "{p}"' for p in pruned)
+            raise bad_request(
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                f"strict decoding error: {unknown}"
+            )
+        if opts.field_validation == "Warn":
+            warnings.extend(f'unknown field "{p}"' for p in pruned)
+        errors = crd_schema.validate(rt.schema, obj, old)
+        if errors:
+            err = ApiError(422, "Invalid", "invalid")
+            err.body = crd_schema.invalid_status(rt.kind, rt.group, meta.get("name", ""), errors)
+            raise err
+        return warnings
+
+    def _after_write(self, rt: ResourceType, stored: Obj) -> None:
+        if rt.storage_key == _CRDS:
+            self.registry.set_crd(stored["metadata"]["name"], crd_types(stored))
+
+    # ---- update (PUT, and every PATCH ends here) ----
+
+    def update(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Obj,
+        opts: WriteOptions,
+        operation: str = "Update",
+    ) -> WriteResult:
+        ns = namespace if rt.namespaced else ""
+        old = self.store.get(rt.storage_key, ns, name)
+        if old is None:
+            raise not_found(rt.plural, rt.group, name)
+        new = conversion.to_storage(rt, copy.deepcopy(body))
+        return self._update(rt, old, new, opts, operation)
+
+    def _update(
+        self, rt: ResourceType, old: Obj, new: Obj, opts: WriteOptions, operation: str
+    ) -> WriteResult:
+        old_meta = old["metadata"]
+        name = old_meta["name"]
+        meta = dict(new.get("metadata") or {})
+        if meta.get("name", name) != name:
+            raise bad_request("the name of the object does not match the name on the URL")
+        if rt.namespaced and meta.get("namespace", old_meta.get("namespace")) != old_meta.get("namespace"):
+            raise bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        if meta.get("resourceVersion") and meta["resourceVersion"] != old_meta["resourceVersion"]:
+            raise conflict(rt.plural, rt.group, name)
+        if opts.subresource == "status":
+            result = copy.deepcopy(old)
+            if "status" in new:
+                result["status"] = new["status"]
+            else:
+                result.pop("status", None)
+        else:
+            result = new
+            for key in (
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "managedFields",
+            ):
+                if key in old_meta:
+                    meta[key] = old_meta[key]
+                else:
+                    meta.pop(key, None)
+            meta["name"] = name
+            if rt.namespaced:
+                meta["namespace"] = old_meta["namespace"]
+            result["metadata"] = meta
+            if rt.status_subresource:
+                if "status" in old:
+                    result["status"] = old["status"]
+                else:
+                    result.pop("status", None)
+            if rt.group == "" and rt.plural == "services":
+                old_spec = old.get("spec", {})
+                spec = result.setdefault("spec", {})
+                for key in ("clusterIP", "clusterIPs"):
+                    if key in old_spec and not spec.get(key):
+                        spec[key] = old_spec[key]
+        result["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
+        warnings = self._admit(rt, result, old, opts)
+        if rt.generation:
+            ignore = ("metadata", "status") if (rt.builtin or rt.status_subresource) else ("metadata",)
+            if _content(result, ignore) != _content(old, ignore):
+                result["metadata"]["generation"] = int(old_meta.get("generation", 1)) + 1
+        if _strip_for_compare(result) == _strip_for_compare(old):
+            return WriteResult(conversion.to_view(rt, old), False, warnings)
+        _touch_managed_fields(result["metadata"], opts.manager, operation, rt.api_version, opts.subresource)
+        if opts.dry_run:
+            return WriteResult(conversion.to_view(rt, result), False, warnings)
+        if old_meta.get("deletionTimestamp") and not result["metadata"].get("finalizers"):
+            removed = self._remove(rt.storage_key, result, final=True)
+            return WriteResult(conversion.to_view(rt, removed), False, warnings)
+        stored = self.store.put(rt.storage_key, result)
+        self._after_write(rt, stored)
+        return WriteResult(conversion.to_view(rt, stored), False, warnings)
+
+    # ---- patch ----
+
+    def patch(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str,
+        patch_body: Any,
+        opts: WriteOptions,
+        force: bool = False,
+    ) -> WriteResult:
+        ns = namespace if rt.namespaced else ""
+        old = self.store.get(rt.storage_key, ns, name)
+        if content_type == "application/apply-patch+yaml":
+            return self._apply(rt, namespace, name, old, patch_body, opts)
+        if old is None:
+            raise not_found(rt.plural, rt.group, name)
+        current = conversion.to_view(rt, old)
+        try:
+            if content_type == "application/json-patch+json":
+                if not isinstance(patch_body, list):
+                    raise bad_request(
+                        "json: cannot unmarshal object into Go value of type []handlers.jsonPatchOp"
+                    )
+                patched = patching.json_patch(current, patch_body)
+            elif content_type == "application/merge-patch+json":
+                patched = patching.merge_patch(current, self._object_patch(patch_body))
+            elif content_type == "application/strategic-merge-patch+json":
+                if not rt.builtin:
+                    raise unsupported_patch()
+                patched = patching.strategic_merge_patch(current, self._object_patch(patch_body), rt.kind)
+            else:
+                raise unsupported_patch()
+        except patching.PatchError as exc:
+            raise ApiError(422, "Invalid", str(exc)) from exc
+        return self._update(rt, old, conversion.to_storage(rt, patched), opts, "Update")
+
+    @staticmethod
+    def _object_patch(patch_body: Any) -> dict[str, Any]:
+        if not isinstance(patch_body, dict):
+            raise bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}")
+        return patch_body
+
+    def _apply(
+        self, rt: ResourceType, namespace: str, name: str, old: Obj | None, applied: Any, opts: WriteOptions
+    ) -> WriteResult:
+        if not isinstance(applied, dict):
+            raise bad_request("error decoding YAML: the apply configuration must be an object")
+        applied_name = (applied.get("metadata") or {}).get("name")
+        if applied_name and applied_name != name:
+            raise bad_request("the name of the object does not match the name on the URL")
+        if old is None:
+            if opts.subresource:
+                raise not_found(rt.plural, rt.group, name)
+            created = patching.apply_patch(None, applied, rt.kind, rt.builtin)
+            created.setdefault("metadata", {})["name"] = name
+            return self.create(rt, namespace, created, opts, "Apply")
+        merged = patching.apply_patch(conversion.to_view(rt, old), applied, rt.kind, rt.builtin)
+        return self._update(rt, old, conversion.to_storage(rt, merged), opts, "Apply")
+
+    # ---- delete ----
+
+    def delete(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        *,
+        propagation: str | None = None,
+        preconditions: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> tuple[Obj, bool]:
+        """Delete (or start deleting) an object. Returns (its last state, whether it is gone now)."""
+        ns = namespace if rt.namespaced else ""
+        obj = self.store.get(rt.storage_key, ns, name)
+        if obj is None:
+            raise not_found(rt.plural, rt.group, name)
+        pre = preconditions or {}
+        if pre.get("uid") and pre["uid"] != obj["metadata"].get("uid"):
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Precondition failed: UID in precondition: {pre['uid']}, "
+                f"UID in object meta: {obj['metadata'].get('uid')}",
+            )
+        if pre.get("resourceVersion") and pre["resourceVersion"] != obj["metadata"]["resourceVersion"]:
+            raise conflict(rt.plural, rt.group, name)
+        if dry_run:
+            return conversion.to_view(rt, obj), False
+        policy = propagation or "Background"
+        if policy == "Orphan":
+            self._orphan_dependents(obj["metadata"].get("uid", ""))
+        elif policy == "Foreground":
+            self._delete_dependents(obj["metadata"].get("uid", ""), force=True)
+        if rt.storage_key == _NAMESPACES:
+            return conversion.to_view(rt, self._delete_namespace(obj)), False
+        if obj["metadata"].get("finalizers"):
+            if not obj["metadata"].get("deletionTimestamp"):
+                obj["metadata"]["deletionTimestamp"] = now()
+                obj["metadata"]["deletionGracePeriodSeconds"] = 0
+                obj = self.store.put(rt.storage_key, obj)
+            return conversion.to_view(rt, obj), False
+        return conversion.to_view(rt, self._remove(rt.storage_key, obj)), True
+
+    def _remove(self, key: tuple[str, str], obj: Obj, final: bool = False) -> Obj:
+        """Remove an object for good (`final`: its last state is `obj`), then GC what depended on it."""
+        meta = obj["metadata"]
+        removed = (
+            self.store.remove(key, meta.get("namespace", ""), meta["name"], obj if final else None) or obj
+        )
+        if key == _CRDS:
+            self._drop_crd(removed)
+        self._delete_dependents(meta.get("uid", ""))
+        ns = meta.get("namespace")
+        if ns:
+            self._maybe_finish_namespace(ns)
+        return removed
+
+    def _delete_namespace(self, ns_obj: Obj) -> Obj:
+        name = ns_obj["metadata"]["name"]
+        if not ns_obj["metadata"].get("deletionTimestamp"):
+            ns_obj["metadata"]["deletionTimestamp"] = now()
+            ns_obj["metadata"]["deletionGracePeriodSeconds"] = 0
+            ns_obj.setdefault("status", {})["phase"] = "Terminating"
+            ns_obj = self.store.put(_NAMESPACES, ns_obj)
+        for key, obj in list(self.store.iter_all()):
+            if obj["metadata"].get("namespace") == name:
+                self._delete_object(key, obj)
+        return self._maybe_finish_namespace(name) or ns_obj
+
+    def _maybe_finish_namespace(self, name: str) -> Obj | None:
+        ns_obj = self.store.get(_NAMESPACES, "", name)
+        if ns_obj is None or not ns_obj["metadata"].get("deletionTimestamp"):
+            return None
+        if any(obj["metadata"].get("namespace") == name for _, obj in self.store.iter_all()):
+            return None
+        return self.store.remove(_NAMESPACES, "", name)
+
+    def _delete_object(self, key: tuple[str, str], obj: Obj) -> None:
+        """Delete a stored object on the server's own behalf (GC, namespace and CRD cleanup)."""
+        current = self.store.get(key, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+        if current is None:
+            return
+        if current["metadata"].get("finalizers"):
+            if not current["metadata"].get("deletionTimestamp"):
+                current["metadata"]["deletionTimestamp"] = now()
+                current["metadata"]["deletionGracePeriodSeconds"] = 0
+                self.store.put(key, current)
+            return
+        self._remove(key, current)
+
+    def _dependents(self, owner_uid: str) -> list[tuple[tuple[str, str], Obj]]:
+        return [
+            (key, obj)
+            for key, obj in self.store.iter_all()
+            if any(ref.get("uid") == owner_uid for ref in obj["metadata"].get("ownerReferences") or [])
+        ]
+
+    def _delete_dependents(self, owner_uid: str, force: bool = False) -> None:
+        """Background GC: a dependent goes once none of its owners exists any more."""
+        if not owner_uid:
+            return
+        for key, obj in self._dependents(owner_uid):
+            refs = obj["metadata"].get("ownerReferences") or []
+            alive = [r for r in refs if r.get("uid") != owner_uid and self.store.by_uid(r.get("uid", ""))]
+            if force or not alive:
+                self._delete_object(key, obj)
+
+    def _orphan_dependents(self, owner_uid: str) -> None:
+        for key, obj in self._dependents(owner_uid):
+            updated = copy.deepcopy(obj)
+            refs = [r for r in updated["metadata"]["ownerReferences"] if r.get("uid") != owner_uid]
+            if refs:
+                updated["metadata"]["ownerReferences"] = refs
+            else:
+                updated["metadata"].pop("ownerReferences")
+            self.store.put(key, updated)
+
+    def _drop_crd(self, crd: Obj) -> None:
+        types = self.registry.remove_crd(crd["metadata"]["name"])
+        for key in {rt.storage_key for rt in types}:
+            for obj in self.store.list_objects(key):
+                self.store.remove(key, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+
+    def delete_collection(
+        self, rt: ResourceType, items: list[Obj], propagation: str | None, dry_run: bool
+    ) -> list[Obj]:
+        deleted = []
+        for obj in items:
+            meta = obj["metadata"]
+            try:
+                deleted.append(
+                    self.delete(
+                        rt, meta.get("namespace", ""), meta["name"], propagation=propagation, dry_run=dry_run
+                    )[0]
+                )
+            except ApiError:
+                continue
+        return deleted
+
+
+def unsupported_patch() -> ApiError:
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: "
+        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+    )

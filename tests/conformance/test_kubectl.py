@@ -1,0 +1,270 @@
+"""The emulator driven by the real kubectl binary: apply, get, patch, delete, wait, discovery, tables."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from emu_support import KUBECTL, Emulator
+
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {app: web}}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: server
+          image: example/server:1.0
+          env: [{name: MODEL_URI, value: "models:/fraud/1"}, {name: LOG_LEVEL, value: info}]
+        - name: sidecar
+          image: example/sidecar:1.0
+"""
+
+
+def _json(kubectl: Kubectl, *args: str) -> Any:
+    return json.loads(kubectl(*args, "-o", "json").stdout)
+
+
+def test_apply_builtin_then_reapply_is_unchanged_and_change_is_configured(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    first = kubectl("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT)
+    assert "deployment.apps/web created" in first.stdout
+    again = kubectl("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT)
+    assert "deployment.apps/web unchanged" in again.stdout
+    changed = kubectl(
+        "apply", "-n", namespace, "-f", "-", input=DEPLOYMENT.replace("server:1.0", "server:2.0")
+    )
+    assert "deployment.apps/web configured" in changed.stdout
+
+    dep = _json(kubectl, "get", "deployment", "web", "-n", namespace)
+    assert dep["metadata"]["generation"] == 2
+    spec = dep["spec"]
+    assert (spec["replicas"], spec["progressDeadlineSeconds"], spec["revisionHistoryLimit"]) == (1, 600, 10)
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+    }
+    server = spec["template"]["spec"]["containers"][0]
+    assert server["image"] == "example/server:2.0"
+    assert server["imagePullPolicy"] == "IfNotPresent"
+    assert server["terminationMessagePath"] == "/dev/termination-log"
+
+
+def test_patch_merge_json_and_strategic(kubectl: Kubectl, namespace: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT)
+    kubectl(
+        "patch",
+        "deployment",
+        "web",
+        "-n",
+        namespace,
+        "--type",
+        "merge",
+        "-p",
+        '{"metadata": {"labels": {"tier": "gold"}}, "spec": {"replicas": 3}}',
+    )
+    kubectl(
+        "patch",
+        "deployment",
+        "web",
+        "-n",
+        namespace,
+        "--type",
+        "json",
+        "-p",
+        '[{"op": "replace", "path": "/spec/template/spec/containers/1/image", "value": "example/sidecar:2"}]',
+    )
+    # strategic: containers and env are merged by name, not replaced
+    kubectl(
+        "patch",
+        "deployment",
+        "web",
+        "-n",
+        namespace,
+        "--type",
+        "strategic",
+        "-p",
+        '{"spec": {"template": {"spec": {"containers": [{"name": "server", '
+        '"env": [{"name": "MODEL_URI", "value": "models:/fraud/2"}]}]}}}}',
+    )
+    dep = _json(kubectl, "get", "deployment", "web", "-n", namespace)
+    assert dep["metadata"]["labels"] == {"app": "web", "tier": "gold"}
+    assert dep["spec"]["replicas"] == 3
+    server, sidecar = dep["spec"]["template"]["spec"]["containers"]
+    assert sidecar["image"] == "example/sidecar:2"
+    assert server["env"] == [
+        {"name": "MODEL_URI", "value": "models:/fraud/2"},
+        {"name": "LOG_LEVEL", "value": "info"},
+    ]
+
+
+def test_strategic_patch_of_custom_resource_is_415(kubectl: Kubectl, namespace: str, test_crds: None) -> None:
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input="apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: 1}\n",
+    )
+    result = kubectl(
+        "patch",
+        "widget",
+        "w",
+        "-n",
+        namespace,
+        "--type",
+        "strategic",
+        "-p",
+        '{"spec": {"size": 2}}',
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "UnsupportedMediaType" in result.stderr or "unknown format" in result.stderr
+
+
+def test_crd_apply_makes_kind_discoverable_with_printer_columns(
+    kubectl: Kubectl, namespace: str, test_crds: None
+) -> None:
+    resources = kubectl("api-resources", "--api-group=example.com").stdout
+    assert "widgets" in resources and "wd" in resources and "Widget" in resources
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input="apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: big}\nspec: {size: 7}\n",
+    )
+    table = kubectl("get", "widgets", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "SIZE", "COLOR", "PHASE", "READY", "AGE"]
+    assert table[1].split()[:3] == ["big", "7", "red"]  # color defaulted by the CRD schema
+    assert (
+        kubectl("get", "wd", "big", "-n", namespace, "-o", "name").stdout.strip() == "widget.example.com/big"
+    )
+
+
+def test_builtin_tables_have_the_usual_columns(kubectl: Kubectl, namespace: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT)
+    header = kubectl("get", "deployments", "-n", namespace).stdout.splitlines()[0].split()
+    assert header == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    all_namespaces = kubectl("get", "deployments", "-A").stdout
+    assert f"{namespace}" in all_namespaces and "web" in all_namespaces
+
+
+def test_schema_error_is_422_naming_the_field(kubectl: Kubectl, namespace: str, test_crds: None) -> None:
+    result = kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        check=False,
+        input="apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: bad}\n"
+        "spec: {size: 11, color: purple}\n",
+    )
+    assert result.returncode != 0
+    assert 'The Widget "bad" is invalid' in result.stderr  # kubectl's rendering of a 422 with causes
+    assert "spec.size" in result.stderr and "spec.color" in result.stderr
+    assert 'Unsupported value: "purple"' in result.stderr
+
+
+def test_cel_rule_error_is_reported(kubectl: Kubectl, namespace: str, test_crds: None) -> None:
+    result = kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        check=False,
+        input="apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: cel}\n"
+        "spec: {size: 2, minSize: 5}\n",
+    )
+    assert result.returncode != 0
+    assert "minSize must not exceed size" in result.stderr
+
+
+def test_unknown_field_rejected_by_default_strict_validation(
+    kubectl: Kubectl, namespace: str, test_crds: None
+) -> None:
+    result = kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        check=False,
+        input="apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: typo}\n"
+        "spec: {size: 2, colour: red}\n",
+    )
+    assert result.returncode != 0
+    assert 'unknown field "spec.colour"' in result.stderr
+
+
+def test_wait_for_condition_and_delete(
+    kubectl: Kubectl, emulator: Emulator, namespace: str, test_crds: None
+) -> None:
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input="apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: 1}\n",
+    )
+    # kubectl wait started before the condition holds: it must see the change through its watch
+    waiter = subprocess.Popen(
+        [KUBECTL, "wait", "widget/w", "-n", namespace, "--for=condition=Ready", "--timeout=20s"],
+        env=emulator.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        status = '{"status": {"conditions": [{"type": "Ready", "status": "True"}]}}'
+        kubectl(
+            "patch", "widget", "w", "-n", namespace, "--subresource=status", "--type", "merge", "-p", status
+        )
+        out, err = waiter.communicate(timeout=20)
+    finally:
+        waiter.kill()
+    assert waiter.returncode == 0, err
+    assert "condition met" in out
+    deleted = kubectl("delete", "widget", "w", "-n", namespace)
+    assert 'widget.example.com "w" deleted' in deleted.stdout
+    kubectl("wait", "widget/w", "-n", namespace, "--for=delete", "--timeout=10s")
+    missing = kubectl("get", "widget", "w", "-n", namespace, check=False)
+    assert missing.returncode != 0 and "NotFound" in missing.stderr
+
+
+@pytest.mark.parametrize("kind", ["configmap", "secret", "namespace", "serviceaccount"])
+def test_kubectl_create_sends_protobuf_and_works(kubectl: Kubectl, namespace: str, kind: str) -> None:
+    name = f"made-{kind}"
+    args = {
+        "configmap": ["create", "configmap", name, "--from-literal=k=v", "-n", namespace],
+        "secret": ["create", "secret", "generic", name, "--from-literal=k=v", "-n", namespace],
+        "namespace": ["create", "namespace", f"{namespace}-{name}"],
+        "serviceaccount": ["create", "serviceaccount", name, "-n", namespace],
+    }[kind]
+    kubectl(*args)
+    if kind == "namespace":
+        ns = _json(kubectl, "get", "namespace", f"{namespace}-{name}")
+        assert ns["status"]["phase"] == "Active"
+        kubectl("delete", "namespace", f"{namespace}-{name}")
+        return
+    obj = _json(kubectl, "get", kind, name, "-n", namespace)
+    assert obj["metadata"]["namespace"] == namespace
+    if kind == "configmap":
+        assert obj["data"] == {"k": "v"}
+    if kind == "secret":
+        assert obj["data"] == {"k": "dg=="} and obj["type"] == "Opaque"
