@@ -1,0 +1,170 @@
+"""Install paths against the sandbox API server with the real binaries: `helm install|upgrade|uninstall`
+and `kubectl apply -k manifests/`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelrelease.sandbox.stack import SandboxInfo
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "modelrelease-operator"
+CRD_NAME = "modelreleases.modelrelease.io"
+RELEASE = "mr-install"
+NAMESPACE = "mr-install"
+FULLNAME = f"{RELEASE}-modelrelease-operator"
+
+Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture(scope="module")
+def helm(sandbox: SandboxInfo) -> Callable[..., subprocess.CompletedProcess[str]]:
+    binary = shutil.which("helm", path=str(ROOT / ".tools" / "bin")) or shutil.which("helm")
+    if binary is None:
+        pytest.skip("helm is not installed: run `bash tools/install-helm.sh .tools` (make install does)")
+    helm_home = sandbox.dir / "helm"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            **sandbox.env,
+            "HELM_CONFIG_HOME": str(helm_home / "config"),
+            "HELM_CACHE_HOME": str(helm_home / "cache"),
+            "HELM_DATA_HOME": str(helm_home / "data"),
+            # `--wait` watches with client-go's streaming list (sendInitialEvents), which the sandbox API
+            # emulator does not serve yet; plain list+watch is what client-go falls back to on older servers.
+            "KUBE_FEATURE_WatchListClient": "false",
+        }
+        return subprocess.run(
+            [binary, *args], env=env, capture_output=True, text=True, check=False, timeout=180
+        )
+
+    return run
+
+
+def get_json(run_kubectl: Kubectl, sandbox: SandboxInfo, *args: str) -> dict[str, Any]:
+    result = run_kubectl(sandbox, "get", *args, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    loaded: dict[str, Any] = json.loads(result.stdout)
+    return loaded
+
+
+def exists(run_kubectl: Kubectl, sandbox: SandboxInfo, *args: str) -> bool:
+    result = run_kubectl(sandbox, "get", *args, "-o", "name")
+    if result.returncode != 0:
+        assert "NotFound" in result.stderr, result.stderr
+    return result.returncode == 0
+
+
+def test_helm_install_upgrade_uninstall(
+    helm: Callable[..., subprocess.CompletedProcess[str]], sandbox: SandboxInfo, run_kubectl: Kubectl
+) -> None:
+    # Another test may have applied the CRD from crds/ already: the chart adopts it instead of failing.
+    installed = helm(
+        "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace", "--take-ownership",
+        "--wait", "--timeout", "90s",
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    status = json.loads(helm("status", RELEASE, "--namespace", NAMESPACE, "--output", "json").stdout)
+    assert status["info"]["status"] == "deployed"
+
+    crd = get_json(run_kubectl, sandbox, "crd", CRD_NAME)
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    deployment = get_json(run_kubectl, sandbox, "deployment", FULLNAME, "-n", NAMESPACE)
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert deployment["status"]["readyReplicas"] == 1  # --wait returned on a rolled-out Deployment
+    for kind, name in (("serviceaccount", FULLNAME), ("service", f"{FULLNAME}-metrics")):
+        assert exists(run_kubectl, sandbox, kind, name, "-n", NAMESPACE)
+    cluster_role = get_json(run_kubectl, sandbox, "clusterrole", FULLNAME)
+    assert any("secrets" in rule["resources"] for rule in cluster_role["rules"])
+
+    # Narrow the operator to two namespaces: Roles appear there, the ClusterRole keeps only the CRD read.
+    for watched in ("mr-install-a", "mr-install-b"):
+        if not exists(run_kubectl, sandbox, "namespace", watched):
+            created = run_kubectl(sandbox, "create", "namespace", watched)
+            assert created.returncode == 0, created.stderr
+    upgraded = helm(
+        "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--wait", "--timeout", "90s",
+        "--set-json", 'watchNamespaces=["mr-install-a","mr-install-b"]',
+    )  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stderr
+    for watched in ("mr-install-a", "mr-install-b"):
+        role = get_json(run_kubectl, sandbox, "role", FULLNAME, "-n", watched)
+        assert any("secrets" in rule["resources"] for rule in role["rules"])
+        assert exists(run_kubectl, sandbox, "rolebinding", FULLNAME, "-n", watched)
+    cluster_role = get_json(run_kubectl, sandbox, "clusterrole", FULLNAME)
+    assert [rule["resources"] for rule in cluster_role["rules"]] == [["customresourcedefinitions"]]
+    deployment = get_json(run_kubectl, sandbox, "deployment", FULLNAME, "-n", NAMESPACE)
+    env = {
+        item["name"]: item.get("value")
+        for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["MODELRELEASE_NAMESPACES"] == "mr-install-a,mr-install-b"
+
+    uninstalled = helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout", "90s")
+    assert uninstalled.returncode == 0, uninstalled.stderr
+    assert not exists(run_kubectl, sandbox, "deployment", FULLNAME, "-n", NAMESPACE)
+    assert not exists(run_kubectl, sandbox, "clusterrole", FULLNAME)
+    assert not exists(run_kubectl, sandbox, "role", FULLNAME, "-n", "mr-install-a")
+    # crds.keep: the CRD, and every ModelRelease with it, outlives the release.
+    assert exists(run_kubectl, sandbox, "crd", CRD_NAME)
+
+
+def test_values_schema_is_enforced_on_install(
+    helm: Callable[..., subprocess.CompletedProcess[str]], sandbox: SandboxInfo, run_kubectl: Kubectl
+) -> None:
+    refused = helm(
+        "install", "mr-bad-values", str(CHART), "--namespace", NAMESPACE, "--create-namespace",
+        "--set", "crds.install=maybe",
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "at '/crds/install'" in refused.stderr
+    assert not exists(
+        run_kubectl, sandbox, "deployment", "mr-bad-values-modelrelease-operator", "-n", NAMESPACE
+    )
+
+
+def test_kubectl_apply_kustomize_base(sandbox: SandboxInfo, run_kubectl: Kubectl) -> None:
+    applied = run_kubectl(sandbox, "apply", "-k", str(ROOT / "manifests"))
+    assert applied.returncode == 0, applied.stderr
+    expected = [doc for path in ("operator.yaml", "namespace.yaml") for doc in
+                yaml.safe_load_all((ROOT / "manifests" / path).read_text()) if doc]  # fmt: skip
+    for obj in expected:
+        namespace = obj["metadata"].get("namespace")
+        args = [obj["kind"].lower(), obj["metadata"]["name"], *(["-n", namespace] if namespace else [])]
+        live = get_json(run_kubectl, sandbox, *args)
+        # The server may add labels of its own (kubernetes.io/metadata.name on a Namespace).
+        assert obj["metadata"]["labels"].items() <= live["metadata"]["labels"].items(), args
+    deployment = get_json(
+        run_kubectl, sandbox, "deployment", "modelrelease-operator", "-n", "modelrelease-system"
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+
+    # A second apply changes nothing: the base is stable under the server's defaulting.
+    again = run_kubectl(sandbox, "apply", "-k", str(ROOT / "manifests"))
+    assert again.returncode == 0, again.stderr
+    changed = [line for line in again.stdout.splitlines() if not line.endswith(" unchanged")]
+    assert not changed, again.stdout
+
+    # Remove the operator again but keep the CRD: other tests share this API server and its ModelReleases.
+    deleted = run_kubectl(sandbox, "delete", "-f", str(ROOT / "manifests" / "operator.yaml"), "--wait=true")
+    assert deleted.returncode == 0, deleted.stderr
+    assert not exists(
+        run_kubectl, sandbox, "deployment", "modelrelease-operator", "-n", "modelrelease-system"
+    )
