@@ -374,14 +374,18 @@ async def test_credentials_are_sent_and_a_refusal_is_not_retried(sandbox: Sandbo
     async with counting_proxy(sandbox.mlflow_url) as proxy:
         async with MlflowRegistry(RegistryTarget(proxy.url, username="ml", password="pw")) as registry:
             await registry.resolve(ref)
+        userinfo = proxy.url.replace("http://", "http://url%40user:url-pw@")
+        async with MlflowRegistry(RegistryTarget(userinfo)) as registry:  # credentials in the URL
+            await registry.resolve(ref)
         async with MlflowRegistry(RegistryTarget(proxy.url, token="tok")) as registry:
             await registry.resolve(ref)
             proxy.faults = [401]
             with pytest.raises(RegistryError) as refused:
                 await registry.resolve(ref, max_age=0)
-    assert proxy.authorization[:2] == ["Basic " + base64.b64encode(b"ml:pw").decode(), "Bearer tok"]
+    basic = ["Basic " + base64.b64encode(pair).decode() for pair in (b"ml:pw", b"url@user:url-pw")]
+    assert proxy.authorization[:3] == [*basic, "Bearer tok"]
     assert refused.value.reason == "RegistryUnauthorized" and "tok" not in str(refused.value)
-    assert proxy.counts[ALIAS_PATH] == 3
+    assert proxy.counts[ALIAS_PATH] == 4
 
 
 # ------------------------------------------------------------------------------- metrics

@@ -5,7 +5,7 @@ blocking MLflow client, so nothing here stalls the event loop. Every request has
 and bounded retries with exponential backoff, on transient failures only (connection errors,
 timeouts, HTTP 429 and 5xx); see :class:`HttpPolicy` for the numbers. MLflow's own client would wait
 about 244 s before giving up on a dead server (7 retries, backoff factor 2, 120 s timeouts); with the
-defaults below a dead server is reported after about 1.5 s and a hung one after at most
+defaults below a dead server is reported within about 1.5 s and a hung one after at most
 :attr:`HttpPolicy.worst_case_seconds` (31.5 s).
 
 Artifacts are read where the version's download URI points: through the tracking server's artifact
@@ -25,21 +25,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
-import boto3
-import botocore.config
-import botocore.exceptions
 import yaml
 
 from modelrelease import __version__
@@ -57,7 +52,7 @@ from modelrelease.registry.cache import (
     ResolutionKey,
     VersionFactsCache,
 )
-from modelrelease.registry.digest import CHUNK_SIZE, manifest_digest, stream_sha256
+from modelrelease.registry.digest import CHUNK_SIZE, manifest_digest
 
 __all__ = ["HttpPolicy", "MlflowApiError", "MlflowRegistries", "MlflowRegistry", "ResolutionCache"]
 
@@ -78,8 +73,6 @@ BACKOFF_MAX_S = 4.0
 
 MLMODEL_MAX_BYTES = 1 << 20
 """An MLmodel file larger than this is refused rather than read."""
-ARTIFACT_IO_THREADS = 4
-"""Threads for blocking object-store calls, apart from the loop's default executor that kopf uses."""
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _API = "/api/2.0/mlflow"
@@ -390,125 +383,6 @@ class _ProxiedTree:
         return await self._api.read(self._url(path), limit)
 
 
-_IO_POOL: ThreadPoolExecutor | None = None
-
-
-def _io_pool() -> ThreadPoolExecutor:
-    global _IO_POOL
-    if _IO_POOL is None:
-        _IO_POOL = ThreadPoolExecutor(ARTIFACT_IO_THREADS, thread_name_prefix="modelrelease-artifacts")
-    return _IO_POOL
-
-
-def _s3_client() -> Any:
-    """A boto3 S3 client configured from the environment as MLflow's S3 artifact repository does."""
-    config = botocore.config.Config(
-        connect_timeout=CONNECT_TIMEOUT_S,
-        read_timeout=READ_TIMEOUT_S,
-        retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
-    )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None,
-        verify=os.environ.get("MLFLOW_S3_IGNORE_TLS", "").lower() not in ("1", "true", "yes"),
-        config=config,
-    )
-
-
-_S3_MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
-_S3_DENIED = frozenset({"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"})
-
-
-def _s3_error(location: str, exc: Exception) -> RegistryError:
-    if isinstance(exc, botocore.exceptions.ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in _S3_MISSING:
-            return RegistryError(f"artifact not found in {location}: {code}", reason="ArtifactNotFound")
-        if code in _S3_DENIED:
-            return RegistryError(f"access to {location} denied: {code}", reason="ArtifactAccessDenied")
-        if status >= 500 or status == 429 or code in ("SlowDown", "Throttling", "RequestTimeout"):
-            return RegistryUnavailable(
-                f"object store unavailable for {location}: {code}", reason="ArtifactStoreUnavailable"
-            )
-        return RegistryError(f"object store refused {location}: {code}", reason="ArtifactStoreError")
-    if isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return RegistryError(f"no object-store credentials to read {location}", reason="ArtifactAccessDenied")
-    return RegistryUnavailable(
-        f"object store unavailable for {location}: {type(exc).__name__}", reason="ArtifactStoreUnavailable"
-    )
-
-
-class _S3Tree:
-    """A tree in S3 (``s3://bucket/prefix`` locations), read with boto3 in the artifact thread pool."""
-
-    def __init__(self, hub: MlflowRegistries, location: str) -> None:
-        self.location = location
-        self._hub = hub
-        parts = urlsplit(location)
-        self._bucket = parts.netloc
-        self._prefix = parts.path.strip("/")
-
-    async def _blocking(self, fn: Callable[..., V], *args: Any) -> V:
-        client = await self._hub.s3_client()
-        try:
-            return await asyncio.get_running_loop().run_in_executor(_io_pool(), fn, client, *args)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise _s3_error(self.location, exc) from None
-
-    def _key(self, path: str) -> str:
-        return f"{self._prefix}/{path}" if self._prefix else path
-
-    async def files(self) -> list[str]:
-        return await self._blocking(self._list)
-
-    def _list(self, client: Any) -> list[str]:
-        prefix = f"{self._prefix}/" if self._prefix else ""
-        found = []
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                relative = item["Key"][len(prefix) :]
-                if relative and not relative.endswith("/"):
-                    found.append(relative)
-        return found
-
-    async def exists(self, path: str) -> bool:
-        return await self._blocking(self._exists, self._key(path))
-
-    def _exists(self, client: Any, key: str) -> bool:
-        try:
-            client.head_object(Bucket=self._bucket, Key=key)
-        except botocore.exceptions.ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in _S3_MISSING:
-                return False
-            raise
-        return True
-
-    async def sha256(self, path: str) -> str:
-        return await self._blocking(self._sha256, self._key(path))
-
-    def _sha256(self, client: Any, key: str) -> str:
-        body = client.get_object(Bucket=self._bucket, Key=key)["Body"]
-        try:
-            return stream_sha256(body)
-        finally:
-            body.close()
-
-    async def read(self, path: str, limit: int) -> bytes:
-        data: bytes = await self._blocking(self._read, self._key(path), limit)
-        if len(data) > limit:
-            raise RegistryError(f"artifact larger than {limit} bytes", reason="ArtifactTooLarge")
-        return data
-
-    def _read(self, client: Any, key: str, limit: int) -> bytes:
-        body = client.get_object(Bucket=self._bucket, Key=key)["Body"]
-        try:
-            data: bytes = body.read(limit + 1)
-            return data
-        finally:
-            body.close()
-
-
 # ------------------------------------------------------------------------------ registry
 
 
@@ -577,7 +451,11 @@ class MlflowRegistries:
     async def s3_client(self) -> Any:
         async with self._s3_lock:
             if self._s3 is None:
-                self._s3 = await asyncio.get_running_loop().run_in_executor(_io_pool(), _s3_client)
+                from modelrelease.registry import s3  # boto3 is imported only when a location needs it
+
+                policy = self.policy
+                make = partial(s3.client, policy.connect_timeout, policy.read_timeout, policy.max_attempts)
+                self._s3 = await asyncio.get_running_loop().run_in_executor(s3.io_pool(), make)
         return self._s3
 
     async def close(self) -> None:
@@ -714,7 +592,9 @@ class MlflowRegistry:
         if scheme == "mlflow-artifacts":
             return _ProxiedTree(self._api, location)
         if scheme == "s3":
-            return _S3Tree(self._shared, location)
+            from modelrelease.registry.s3 import S3Tree
+
+            return S3Tree(self._shared.s3_client, location)
         raise RegistryError(
             f"cannot read artifacts of {mv.uri}: unsupported location scheme {scheme or location!r}",
             reason="UnsupportedArtifactLocation",
