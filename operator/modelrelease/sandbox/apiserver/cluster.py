@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import conversion, crds, defaults
+from . import conversion, crds, defaults, managed
 from . import patch as patching
 from . import schema as crd_schema
 from .errors import ApiError, already_exists, bad_request, conflict, invalid, not_found
@@ -60,7 +60,12 @@ def _content(obj: Obj, ignore: tuple[str, ...]) -> Obj:
 
 
 def _touch_managed_fields(
-    meta: dict[str, Any], manager: str, operation: str, api_version: str, subresource: str | None
+    meta: dict[str, Any],
+    manager: str,
+    operation: str,
+    api_version: str,
+    subresource: str | None,
+    fields: managed.FieldSet | None = None,
 ) -> None:
     entries = [
         e
@@ -77,7 +82,7 @@ def _touch_managed_fields(
         "apiVersion": api_version,
         "time": now(),
         "fieldsType": "FieldsV1",
-        "fieldsV1": {},
+        "fieldsV1": fields or {},
     }
     if subresource:
         entry["subresource"] = subresource
@@ -114,7 +119,13 @@ class Cluster:
     # ---- create ----
 
     def create(
-        self, rt: ResourceType, namespace: str, body: Obj, opts: WriteOptions, operation: str = "Update"
+        self,
+        rt: ResourceType,
+        namespace: str,
+        body: Obj,
+        opts: WriteOptions,
+        operation: str = "Update",
+        fields: managed.FieldSet | None = None,
     ) -> WriteResult:
         obj = conversion.to_storage(rt, copy.deepcopy(body))
         meta = dict(obj.get("metadata") or {})
@@ -174,7 +185,7 @@ class Cluster:
         if rt.group == "" and rt.plural == "services":
             self._allocate_cluster_ip(obj)
         warnings = self._admit(rt, obj, None, opts)
-        _touch_managed_fields(meta, opts.manager, operation, rt.api_version, None)
+        _touch_managed_fields(meta, opts.manager, operation, rt.api_version, None, fields)
         if opts.dry_run:
             obj["metadata"]["resourceVersion"] = ""
             return WriteResult(conversion.to_view(rt, obj), True, warnings)
@@ -260,7 +271,13 @@ class Cluster:
         return self._update(rt, old, new, opts, operation)
 
     def _update(
-        self, rt: ResourceType, old: Obj, new: Obj, opts: WriteOptions, operation: str
+        self,
+        rt: ResourceType,
+        old: Obj,
+        new: Obj,
+        opts: WriteOptions,
+        operation: str,
+        fields: managed.FieldSet | None = None,
     ) -> WriteResult:
         old_meta = old["metadata"]
         name = old_meta["name"]
@@ -316,7 +333,9 @@ class Cluster:
                 result["metadata"]["generation"] = int(old_meta.get("generation", 1)) + 1
         if _strip_for_compare(result) == _strip_for_compare(old):
             return WriteResult(conversion.to_view(rt, old), False, warnings)
-        _touch_managed_fields(result["metadata"], opts.manager, operation, rt.api_version, opts.subresource)
+        _touch_managed_fields(
+            result["metadata"], opts.manager, operation, rt.api_version, opts.subresource, fields
+        )
         if opts.dry_run:
             return WriteResult(conversion.to_view(rt, result), False, warnings)
         if old_meta.get("deletionTimestamp") and not result["metadata"].get("finalizers"):
@@ -383,9 +402,24 @@ class Cluster:
                 raise not_found(rt.plural, rt.group, name)
             created = patching.apply_patch(None, applied, rt.kind, rt.builtin)
             created.setdefault("metadata", {})["name"] = name
-            return self.create(rt, namespace, created, opts, "Apply")
-        merged = patching.apply_patch(conversion.to_view(rt, old), applied, rt.kind, rt.builtin)
-        return self._update(rt, old, conversion.to_storage(rt, merged), opts, "Apply")
+            return self.create(rt, namespace, created, opts, "Apply", managed.field_set(applied))
+        live = conversion.to_view(rt, old)
+        applied_fields = managed.field_set(applied)
+        mine: managed.FieldSet = {}
+        others: list[managed.FieldSet] = []
+        for entry in old["metadata"].get("managedFields") or []:
+            if entry.get("operation") != "Apply":
+                continue
+            if entry.get("manager") == opts.manager and entry.get("subresource") == opts.subresource:
+                mine = entry.get("fieldsV1") or {}
+            else:
+                others.append(entry.get("fieldsV1") or {})
+        # what this manager applied before and applies no more goes, unless another applier owns it
+        for path in managed.removed(mine, applied_fields):
+            if not any(managed.owns(other, path) for other in others):
+                managed.remove(live, path)
+        merged = patching.apply_patch(live, applied, rt.kind, rt.builtin)
+        return self._update(rt, old, conversion.to_storage(rt, merged), opts, "Apply", applied_fields)
 
     # ---- delete ----
 
