@@ -40,6 +40,7 @@ import yaml
 from modelrelease import __version__
 from modelrelease.api.models import ModelRef
 from modelrelease.registry.base import (
+    READY,
     ModelNotFound,
     ModelVersion,
     RegistryError,
@@ -109,7 +110,8 @@ V = TypeVar("V")
 
 RequestObserver = Callable[[str, str, float], None]
 """Called after every HTTP attempt with (operation, outcome, seconds): operation like
-``model-versions/get``, outcome the HTTP status (``"200"``) or ``"timeout"`` / ``"connection-error"``."""
+``model-versions/get`` or ``artifact download``; outcome ``ok``, ``HTTP <status>`` (an error answer),
+``timeout``, ``connection-error`` or ``tls-error``. For request-latency metrics."""
 
 
 # ---------------------------------------------------------------------------------- HTTP
@@ -277,7 +279,7 @@ class _Api:
                 self._observe(operation, "connection-error", started)
                 detail = _describe(exc)
             except MlflowApiError as exc:
-                self._observe(operation, str(exc.status), started)
+                self._observe(operation, f"HTTP {exc.status}", started)
                 raise
             else:
                 self._observe(operation, "ok", started)
@@ -604,6 +606,9 @@ class MlflowRegistry:
         return (self.target, mv.name, mv.version)
 
     async def artifact_digest(self, mv: ModelVersion) -> str:
+        if mv.status != READY:  # an upload still in progress must not be hashed, let alone cached
+            message = f"{mv.uri} has registry status {mv.status}: its artifacts may be incomplete"
+            raise RegistryError(message, reason="VersionNotReady")
         return await self._shared.digests.get(self._facts_key(mv), partial(self._compute_digest, mv))
 
     async def _compute_digest(self, mv: ModelVersion) -> str:

@@ -75,11 +75,11 @@ def _gate_failure(gate: MetricGate, metrics: Mapping[str, float]) -> str | None:
     value = metrics.get(gate.name)
     if value is None:
         return f"metric {gate.name} not logged"
-    if gate.min is not None and not value >= gate.min:
+    if gate.admits(value):
+        return None
+    if gate.min is not None and not value >= gate.min:  # NaN fails here too
         return f"{gate.name}={value:g} below min {gate.min:g}"
-    if gate.max is not None and not value <= gate.max:
-        return f"{gate.name}={value:g} above max {gate.max:g}"
-    return None
+    return f"{gate.name}={value:g} above max {gate.max:g}"
 
 
 def check_metrics(gates: Sequence[MetricGate], mode: Mode, metrics: Mapping[str, float]) -> CheckResult:
