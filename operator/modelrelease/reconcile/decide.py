@@ -76,6 +76,8 @@ class Plan:
     verify: ModelVersion | None = None
     """Set when the candidate needs verification first: run the checks and decide again with them."""
     requeue_after: float | None = None
+    blocked: CheckResult | None = None
+    """The check that blocked the candidate in this step, if one did."""
 
     @property
     def status_patch(self) -> dict[str, object] | None:
@@ -179,6 +181,7 @@ class _Work:
     verification: list[VerificationEntry]
     conditions: dict[str, Condition] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+    blocked: CheckResult | None = None
 
     def finish(
         self, index: int, outcome: Literal["Succeeded", "Failed", "RolledBack"], reason: str, message: str
@@ -294,6 +297,7 @@ def decide(
         events=tuple(work.events),
         verify=verify,
         requeue_after=_requeue(spec, work, deploy),
+        blocked=work.blocked,
     )
 
 
@@ -419,6 +423,7 @@ def _candidate(
         )
         work.condition("Verified", "False", code, message)
         work.events.append(Event("Warning", code, message))
+        work.blocked = blocker
         return None, None
     warned = [r for r in verification if r.outcome == "Warned"]
     if warned:

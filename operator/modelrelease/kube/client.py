@@ -1,0 +1,241 @@
+"""The one thin adapter between the operator and the Kubernetes API.
+
+The official `kubernetes` client is synchronous, so every call runs in a small dedicated thread pool
+(never on kopf's event loop, never in kopf's own executor). Objects go in and come out as plain
+camelCase dicts, the shape the pure render/reconcile modules work with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from modelrelease.api.models import GROUP, KIND, PLURAL, VERSION
+
+T = TypeVar("T")
+
+FIELD_MANAGER = "modelrelease-operator"
+COMPONENT = "modelrelease-operator"
+KUBE_IO_THREADS = 4
+REQUEST_TIMEOUT_S = 30.0
+_STRATEGIC = "application/strategic-merge-patch+json"
+_MERGE = "application/merge-patch+json"
+
+
+def load_config() -> kubernetes.client.ApiClient:
+    """In-cluster credentials when running in a pod, else the current kubeconfig (KUBECONFIG)."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    return kubernetes.client.ApiClient()
+
+
+class Kube:
+    """Typed, small: exactly the reads and writes the operator makes."""
+
+    def __init__(self, api: kubernetes.client.ApiClient) -> None:
+        self._api = api
+        self._apps = kubernetes.client.AppsV1Api(api)
+        self._core = kubernetes.client.CoreV1Api(api)
+        self._custom = kubernetes.client.CustomObjectsApi(api)
+        self._autoscaling = kubernetes.client.AutoscalingV2Api(api)
+        self._pool = ThreadPoolExecutor(max_workers=KUBE_IO_THREADS, thread_name_prefix="kube")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._api.close()
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        call = partial(fn, *args, _request_timeout=REQUEST_TIMEOUT_S, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        data: dict[str, Any] = self._api.sanitize_for_serialization(obj)
+        return data
+
+    async def _get(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
+        try:
+            return self._plain(await self._run(fn, *args))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # -- ModelRelease
+
+    async def get_release(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(
+            self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+        )
+
+    async def patch_release_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """Merge-patch the status subresource (the operator never writes a release's spec)."""
+        await self._run(
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            patch,
+            _content_type=_MERGE,
+        )
+
+    # -- Deployments and Services
+
+    async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(self._apps.read_namespaced_deployment, name, namespace)
+
+    async def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(self._core.read_namespaced_service, name, namespace)
+
+    async def apply_deployment(self, manifest: dict[str, Any], *, keep_replicas: bool) -> dict[str, Any]:
+        """Create the Deployment, or replace its spec with `manifest`'s, keeping what others own: other
+        labels and annotations, and `replicas` when `keep_replicas` (an HPA scales it)."""
+        meta = manifest["metadata"]
+        live = await self.get_deployment(meta["namespace"], meta["name"])
+        if live is None:
+            try:
+                return self._plain(
+                    await self._run(
+                        self._apps.create_namespaced_deployment,
+                        meta["namespace"],
+                        manifest,
+                        field_manager=FIELD_MANAGER,
+                    )
+                )
+            except ApiException as exc:
+                if exc.status != 409:  # created meanwhile: replace it below
+                    raise
+                live = await self.get_deployment(meta["namespace"], meta["name"])
+                assert live is not None
+        body = _replacement(live, manifest)
+        if keep_replicas and "replicas" in live.get("spec", {}):
+            body["spec"]["replicas"] = live["spec"]["replicas"]
+        return self._plain(
+            await self._run(
+                self._apps.replace_namespaced_deployment,
+                meta["name"],
+                meta["namespace"],
+                body,
+                field_manager=FIELD_MANAGER,
+            )
+        )
+
+    async def apply_service(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        meta = manifest["metadata"]
+        live = await self.get_service(meta["namespace"], meta["name"])
+        if live is None:
+            return self._plain(
+                await self._run(
+                    self._core.create_namespaced_service,
+                    meta["namespace"],
+                    manifest,
+                    field_manager=FIELD_MANAGER,
+                )
+            )
+        body = _replacement(live, manifest)
+        for immutable in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+            if immutable in live.get("spec", {}):
+                body["spec"][immutable] = live["spec"][immutable]
+        return self._plain(
+            await self._run(
+                self._core.replace_namespaced_service,
+                meta["name"],
+                meta["namespace"],
+                body,
+                field_manager=FIELD_MANAGER,
+            )
+        )
+
+    async def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Strategic-merge patch (containers and env merge by name), for Deployments the operator does
+        not own."""
+        return self._plain(
+            await self._run(
+                self._apps.patch_namespaced_deployment,
+                name,
+                namespace,
+                patch,
+                field_manager=FIELD_MANAGER,
+                _content_type=_STRATEGIC,
+            )
+        )
+
+    async def hpa_targets(self, namespace: str, deployment: str) -> bool:
+        """Whether a HorizontalPodAutoscaler in the namespace scales this Deployment."""
+        listing = self._plain(
+            await self._run(self._autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace)
+        )
+        return any(
+            (hpa.get("spec", {}).get("scaleTargetRef") or {}).get("kind") == "Deployment"
+            and hpa["spec"]["scaleTargetRef"].get("name") == deployment
+            for hpa in listing.get("items", [])
+        )
+
+    # -- Secrets and Events
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The decoded data of a Secret, or None when it does not exist. Values are never logged."""
+        secret = await self._get(self._core.read_namespaced_secret, name, namespace)
+        if secret is None:
+            return None
+        data = {
+            k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (secret.get("data") or {}).items()
+        }
+        return {**data, **(secret.get("stringData") or {})}
+
+    async def create_event(
+        self, release: dict[str, Any], type_: str, reason: str, message: str, now: datetime | None = None
+    ) -> None:
+        """A core/v1 Event about a ModelRelease."""
+        meta = release["metadata"]
+        stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": COMPONENT,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        await self._run(self._core.create_namespaced_event, meta["namespace"], body)
+
+
+def _replacement(live: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """`manifest` as a full replacement of `live`: our spec, live identity, others' metadata kept."""
+    meta = live["metadata"]
+    return {
+        **manifest,
+        "metadata": {
+            **manifest["metadata"],
+            "resourceVersion": meta.get("resourceVersion"),
+            "labels": {**(meta.get("labels") or {}), **manifest["metadata"].get("labels", {})},
+            "annotations": {**(meta.get("annotations") or {}), **manifest["metadata"].get("annotations", {})},
+        },
+        "spec": dict(manifest["spec"]),
+    }

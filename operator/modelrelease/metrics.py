@@ -1,0 +1,64 @@
+"""Prometheus metrics of the operator, served on MODELRELEASE_METRICS_PORT at /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from modelrelease.registry.cache import ResolutionCache
+
+RECONCILES = Counter(
+    "modelrelease_reconciles_total", "Reconcile passes over a ModelRelease, by result.", ["result"]
+)
+RECONCILE_SECONDS = Histogram(
+    "modelrelease_reconcile_duration_seconds",
+    "Duration of one reconcile pass (registry, verification and API writes included).",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+REGISTRY_REQUEST_SECONDS = Histogram(
+    "modelrelease_registry_request_duration_seconds",
+    "Latency of each registry HTTP attempt, by operation and outcome (HTTP status, timeout, ...).",
+    ["operation", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+VERIFICATION_FAILURES = Counter(
+    "modelrelease_verification_failures_total",
+    "Candidate versions blocked by a verification check, by check and reason.",
+    ["check", "reason"],
+)
+ROLLOUTS = Counter("modelrelease_rollouts_total", "Rollouts of a verified version, by outcome.", ["outcome"])
+ROLLBACKS = Counter("modelrelease_rollbacks_total", "Automatic rollbacks after a failed rollout.")
+
+
+def observe_registry_request(operation: str, outcome: str, seconds: float) -> None:
+    """The registry backend's request observer."""
+    REGISTRY_REQUEST_SECONDS.labels(operation, outcome).observe(seconds)
+
+
+class CacheCollector(Collector):
+    """Exports the shared resolution cache's counters (hits, misses, registry requests started)."""
+
+    def __init__(self, cache: ResolutionCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        stats = self._cache.stats()
+        for name, help_text in (
+            ("hits", "Registry resolutions answered from the shared cache."),
+            ("misses", "Registry resolutions that needed the registry (started or joined a request)."),
+            ("requests", "Registry resolution requests actually sent."),
+        ):
+            yield CounterMetricFamily(f"modelrelease_resolution_cache_{name}", help_text, value=stats[name])
+
+
+def serve(port: int, address: str, cache: ResolutionCache) -> Any:
+    """Start the /metrics HTTP server (a daemon thread) and register the cache collector.
+
+    Returns the server; `shutdown()` stops it."""
+    REGISTRY.register(CacheCollector(cache))
+    server, _thread = start_http_server(port, addr=address)
+    return server
