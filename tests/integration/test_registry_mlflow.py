@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import ipaddress
 import os
 import socket
+import ssl
 import time
 import tracemalloc
 import uuid
@@ -18,6 +20,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -197,15 +200,15 @@ class CountingProxy:
 
 
 @asynccontextmanager
-async def counting_proxy(upstream: str) -> AsyncIterator[CountingProxy]:
+async def counting_proxy(upstream: str, tls: ssl.SSLContext | None = None) -> AsyncIterator[CountingProxy]:
     proxy = CountingProxy(upstream)
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
-    proxy.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    proxy.url = f"{'https' if tls else 'http'}://127.0.0.1:{runner.addresses[0][1]}"
     try:
         yield proxy
     finally:
@@ -386,6 +389,54 @@ async def test_credentials_are_sent_and_a_refusal_is_not_retried(sandbox: Sandbo
     assert proxy.authorization[:3] == [*basic, "Bearer tok"]
     assert refused.value.reason == "RegistryUnauthorized" and "tok" not in str(refused.value)
     assert proxy.counts[ALIAS_PATH] == 4
+
+
+def self_signed_tls(directory: Path) -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate for 127.0.0.1 (trusted by nobody)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    loopback = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(loopback, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(directory / "cert.pem", directory / "key.pem")
+    return context
+
+
+async def test_tls_is_verified_by_default(sandbox: SandboxInfo, iris: Iris, tmp_path: Path) -> None:
+    ref = ModelRef(name=iris.name, alias="champion")
+    async with counting_proxy(sandbox.mlflow_url, tls=self_signed_tls(tmp_path)) as proxy:
+        started = time.monotonic()
+        async with MlflowRegistry(RegistryTarget(proxy.url)) as registry:
+            with pytest.raises(RegistryError) as refused:
+                await registry.resolve(ref)
+        elapsed = time.monotonic() - started
+        assert proxy.total == 0  # the handshake failed: no request reached the server
+        async with MlflowRegistry(RegistryTarget(proxy.url, verify_tls=False)) as registry:
+            assert (await registry.resolve(ref)).version == "1"
+    assert refused.value.reason == "RegistryTLSError" and not isinstance(refused.value, RegistryUnavailable)
+    assert elapsed < 2.0, f"a certificate error must not be retried (took {elapsed:.1f}s)"
 
 
 # ------------------------------------------------------------------------------- metrics
