@@ -510,3 +510,26 @@ def test_concurrent_watchers_each_see_events(api: client.ApiClient, namespace: s
     for t in threads:
         t.join(timeout=10)
     assert results == [["one", "two"], ["one", "two"]]
+
+
+def test_warn_field_validation_sends_warning_header(emulator: Any, namespace: str, test_crds: None) -> None:
+    http = urllib3.PoolManager()
+    response = http.request(
+        "POST",
+        f"{emulator.url}/apis/example.com/v1/namespaces/{namespace}/widgets?fieldValidation=Warn",
+        body=json.dumps(_widget("warned", 1, colour="red")),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status == 201
+    assert response.headers["Warning"] == '299 - "unknown field \\"spec.colour\\""'
+    assert "colour" not in json.loads(response.data)["spec"]
+
+
+def test_sigterm_ends_open_watches_and_exits_cleanly(tmp_path: Any) -> None:
+    proc, url = start_emulator(tmp_path)
+    http = urllib3.PoolManager()
+    stream = http.request("GET", f"{url}/api/v1/configmaps?watch=true", preload_content=False, timeout=10)
+    assert stream.status == 200
+    proc.terminate()
+    assert proc.wait(timeout=10) == 0
+    stream.release_conn()

@@ -268,3 +268,64 @@ def test_kubectl_create_sends_protobuf_and_works(kubectl: Kubectl, namespace: st
         assert obj["data"] == {"k": "v"}
     if kind == "secret":
         assert obj["data"] == {"k": "dg=="} and obj["type"] == "Opaque"
+
+
+def test_scale_subresource(kubectl: Kubectl, namespace: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT)
+    assert "scaled" in kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=4").stdout
+    dep = _json(kubectl, "get", "deployment", "web", "-n", namespace)
+    assert (dep["spec"]["replicas"], dep["metadata"]["generation"]) == (4, 2)
+    scale = json.loads(
+        kubectl("get", "--raw", f"/apis/apps/v1/namespaces/{namespace}/deployments/web/scale").stdout
+    )
+    assert (
+        scale["kind"] == "Scale"
+        and scale["spec"]["replicas"] == 4
+        and scale["status"]["selector"] == "app=web"
+    )
+
+
+def test_get_watch_prints_new_rows(kubectl: Kubectl, emulator: Emulator, namespace: str) -> None:
+    kubectl("create", "configmap", "first", "-n", namespace)
+    watcher = subprocess.Popen(
+        [KUBECTL, "get", "configmaps", "-n", namespace, "-w"],
+        env=emulator.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        header = watcher.stdout.readline().split()
+        assert header == ["NAME", "DATA", "AGE"]
+        assert watcher.stdout.readline().split()[:2] == ["first", "0"]
+        kubectl("create", "configmap", "second", "--from-literal=a=b", "-n", namespace)
+        assert watcher.stdout.readline().split()[:2] == ["second", "1"]
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_deleting_a_crd_removes_its_kind_and_objects(kubectl: Kubectl, namespace: str) -> None:
+    crd = (
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+        "metadata: {name: things.example.org}\n"
+        "spec:\n  group: example.org\n  scope: Namespaced\n  names: {plural: things, kind: Thing}\n"
+        "  versions:\n    - name: v1\n      served: true\n      storage: true\n"
+        "      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n"
+    )
+    kubectl("apply", "-f", "-", input=crd)
+    kubectl("wait", "--for=condition=Established", "crd/things.example.org", "--timeout=10s")
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input="apiVersion: example.org/v1\nkind: Thing\nmetadata: {name: t}\nanything: 1\n",
+    )
+    assert kubectl("get", "things", "-n", namespace, "-o", "name").stdout.strip() == "thing.example.org/t"
+    kubectl("delete", "crd", "things.example.org")
+    assert "things" not in kubectl("api-resources", "--api-group=example.org").stdout
+    missing = kubectl("get", "things", "-n", namespace, check=False)
+    assert missing.returncode != 0 and "the server doesn't have a resource type" in missing.stderr

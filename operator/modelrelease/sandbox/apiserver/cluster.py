@@ -7,7 +7,7 @@ import copy
 import re
 import secrets
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -421,6 +421,50 @@ class Cluster:
         merged = patching.apply_patch(live, applied, rt.kind, rt.builtin)
         return self._update(rt, old, conversion.to_storage(rt, merged), opts, "Apply", applied_fields)
 
+    # ---- the scale subresource ----
+
+    def scale(self, rt: ResourceType, namespace: str, name: str) -> Obj:
+        return scale_view(self.get(rt, namespace, name))
+
+    def update_scale(
+        self, rt: ResourceType, namespace: str, name: str, scale: Obj, opts: WriteOptions
+    ) -> WriteResult:
+        old = self.get(rt, namespace, name)
+        replicas = (scale.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise invalid(
+                "Scale",
+                "autoscaling",
+                name,
+                [
+                    (
+                        "FieldValueInvalid",
+                        "spec.replicas",
+                        f"Invalid value: {replicas}: must be greater than or equal to 0",
+                    )
+                ],
+            )
+        new = copy.deepcopy(old)
+        new["metadata"]["resourceVersion"] = (scale.get("metadata") or {}).get("resourceVersion") or ""
+        new.setdefault("spec", {})["replicas"] = replicas
+        result = self._update(rt, old, new, replace(opts, subresource=None), "Update")
+        return WriteResult(scale_view(result.obj), False, result.warnings)
+
+    def patch_scale(
+        self, rt: ResourceType, namespace: str, name: str, content_type: str, body: Any, opts: WriteOptions
+    ) -> WriteResult:
+        current = self.scale(rt, namespace, name)
+        try:
+            if content_type == "application/json-patch+json" and isinstance(body, list):
+                patched = patching.json_patch(current, body)
+            elif content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+                patched = patching.merge_patch(current, self._object_patch(body))
+            else:
+                raise unsupported_patch()
+        except patching.PatchError as exc:
+            raise ApiError(422, "Invalid", str(exc)) from exc
+        return self.update_scale(rt, namespace, name, patched, opts)
+
     # ---- delete ----
 
     def delete(
@@ -560,6 +604,26 @@ class Cluster:
             except ApiError:
                 continue
         return deleted
+
+
+def scale_view(obj: Obj) -> Obj:
+    """The autoscaling/v1 Scale of a workload."""
+    meta = obj["metadata"]
+    match = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
+        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
+        "status": {
+            "replicas": (obj.get("status") or {}).get("replicas", 0),
+            "selector": ",".join(f"{k}={v}" for k, v in sorted(match.items())),
+        },
+    }
 
 
 def unsupported_patch() -> ApiError:

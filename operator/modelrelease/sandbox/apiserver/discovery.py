@@ -74,15 +74,16 @@ def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any
     for rt in types:
         resources.append(_resource(rt))
         for sub in rt.subresources:
-            resources.append(
-                {
-                    "name": f"{rt.plural}/{sub}",
-                    "singularName": "",
-                    "namespaced": rt.namespaced,
-                    "kind": rt.kind,
-                    "verbs": list(SUBRESOURCE_VERBS),
-                }
-            )
+            entry = {
+                "name": f"{rt.plural}/{sub}",
+                "singularName": "",
+                "namespaced": rt.namespaced,
+                "kind": rt.kind,
+                "verbs": list(SUBRESOURCE_VERBS),
+            }
+            if sub == "scale":
+                entry.update(group="autoscaling", version="v1", kind="Scale")
+            resources.append(entry)
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",

@@ -22,6 +22,7 @@ class ResourceType:
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     status_subresource: bool = False
+    scale_subresource: bool = False  # /scale answers an autoscaling/v1 Scale of spec.replicas
     # metadata.generation is maintained (set on create, bumped on spec changes)
     generation: bool = False
     builtin: bool = True
@@ -46,7 +47,9 @@ class ResourceType:
 
     @property
     def subresources(self) -> tuple[str, ...]:
-        return ("status",) if self.status_subresource else ()
+        return (("status",) if self.status_subresource else ()) + (
+            ("scale",) if self.scale_subresource else ()
+        )
 
 
 def _b(
@@ -62,6 +65,7 @@ def _b(
     all_category: bool = False,
     return_deleted: bool = False,
     storage_group: str | None = None,
+    scale: bool = False,
 ) -> ResourceType:
     return ResourceType(
         group=group,
@@ -73,6 +77,7 @@ def _b(
         short_names=short,
         categories=("all",) if all_category else (),
         status_subresource=status,
+        scale_subresource=scale,
         generation=generation,
         return_deleted=return_deleted,
         storage_group=storage_group,
@@ -100,6 +105,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         status=True,
         generation=True,
         all_category=True,
+        scale=True,
     ),
     _b(
         "apps",
@@ -110,6 +116,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         status=True,
         generation=True,
         all_category=True,
+        scale=True,
     ),
     _b(
         "apps",
@@ -120,6 +127,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         status=True,
         generation=True,
         all_category=True,
+        scale=True,
     ),
     _b(
         "apps",

@@ -53,13 +53,19 @@ class Target:
 
 
 def _json(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
-    headers = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else None
+    headers = {"Warning": ", ".join(_warning(w) for w in warnings)} if warnings else None
     return web.Response(
         text=json.dumps(body, separators=(",", ":")),
         status=status,
         content_type="application/json",
         headers=headers,
     )
+
+
+def _warning(text: str) -> str:
+    """An RFC 7234 Warning header value (code 299), quoted as the real server does."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 - "{escaped}"'
 
 
 def _not_found_path() -> ApiError:
@@ -300,6 +306,7 @@ async def _stream(
     interval = float(request.app[SETTINGS]["bookmark_interval"])
     next_bookmark = loop.time() + interval
     stopping = request.app[STOPPING]
+    as_table, sent_columns = _wants_table(request), False
     while not stopping.is_set():
         now = loop.time()
         if deadline is not None and now >= deadline:
@@ -318,7 +325,19 @@ async def _stream(
             kind, obj = await asyncio.wait_for(queue.get(), max(0.0, wake - now))
         except TimeoutError:
             continue
-        await response.write(_line(kind, conversion.to_view(rt, obj)))
+        view = conversion.to_view(rt, obj)
+        if as_table:
+            # like the real server, only the first event's Table carries the column definitions
+            view = tables.table(
+                rt,
+                [view],
+                view["metadata"]["resourceVersion"],
+                request.query.get("includeObject", "Metadata"),
+            )
+            if sent_columns:
+                view["columnDefinitions"] = []
+            sent_columns = True
+        await response.write(_line(kind, view))
 
 
 def _result(result: WriteResult, created_status: int = 201) -> web.Response:
@@ -349,6 +368,8 @@ async def _resource(request: web.Request) -> web.StreamResponse:
             return await _delete_collection(request, target)
         raise method_not_allowed()
     name = target.name
+    if target.subresource == "scale":
+        return await _scale(request, target, name)
     if method == "GET":
         obj = conversion.to_view(rt, cluster.get(rt, namespace, name))
         if _wants_table(request):
@@ -375,6 +396,20 @@ async def _resource(request: web.Request) -> web.StreamResponse:
         )
     if method == "DELETE":
         return await _delete(request, target, name)
+    raise method_not_allowed()
+
+
+async def _scale(request: web.Request, target: Target, name: str) -> web.Response:
+    cluster = request.app[CLUSTER]
+    rt, namespace = target.rt, target.namespace or ""
+    if request.method == "GET":
+        return _json(cluster.scale(rt, namespace, name))
+    opts = _write_options(request, None)
+    body = await _body(request)
+    if request.method == "PUT" and isinstance(body, dict):
+        return _result(cluster.update_scale(rt, namespace, name, body, opts))
+    if request.method == "PATCH":
+        return _result(cluster.patch_scale(rt, namespace, name, request.content_type, body, opts))
     raise method_not_allowed()
 
 
