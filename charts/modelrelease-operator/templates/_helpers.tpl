@@ -72,7 +72,8 @@ app.kubernetes.io/part-of: modelrelease
   verbs: ["get"]
 {{- end }}
 
-{{/* Cluster-scoped reads kopf needs to notice CRDs appearing (both RBAC shapes). */}}
+{{/* Cluster-scoped reads kopf needs to notice CRDs appearing (both RBAC shapes). Namespaces are not
+listed: cluster-wide kopf does not observe them, and with listed namespaces it falls back to exactly those. */}}
 {{- define "modelrelease-operator.crdRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
