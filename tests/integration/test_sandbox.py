@@ -17,11 +17,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from modelrelease.sandbox.stack import SandboxInfo
 
 pytestmark = pytest.mark.slow
 
@@ -120,8 +123,8 @@ def deployment(namespace: str, uri: str, deadline: int = 600) -> str:
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """A sandbox started with the CLI (shadowing the shared session fixture: up/down are under test here)."""
+def cli_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A sandbox of this module's own, started with the CLI: up and down are what is under test here."""
     directory = tmp_path_factory.mktemp("cli-sandbox")
     started = time.monotonic()
     done = cli("sandbox", "up", "--dir", str(directory))
@@ -135,26 +138,28 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
             cli("sandbox", "down", "--dir", str(directory))
 
 
-def test_up_writes_kubeconfig_env_state_and_logs(sandbox: Sandbox, record_property: object) -> None:
-    record_property("sandbox_up_seconds", round(sandbox.up_seconds, 1))  # type: ignore[operator]
-    exported = sh(sandbox, "env").stdout
+def test_up_writes_kubeconfig_env_state_and_logs(cli_sandbox: Sandbox, record_property: object) -> None:
+    record_property("sandbox_up_seconds", round(cli_sandbox.up_seconds, 1))  # type: ignore[operator]
+    exported = sh(cli_sandbox, "env").stdout
     for key in ("KUBECONFIG", "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
                 "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):  # fmt: skip
         assert f"\n{key}=" in f"\n{exported}", key
-    assert f"KUBECONFIG={sandbox.dir / 'kubeconfig'}" in exported
-    assert set(json.loads((sandbox.dir / "state.json").read_text())["components"]) == COMPONENTS
-    assert {p.stem for p in (sandbox.dir / "logs").glob("*.log")} >= COMPONENTS
-    assert len(set(ports(sandbox.dir).values())) == 3
+    assert f"KUBECONFIG={cli_sandbox.dir / 'kubeconfig'}" in exported
+    assert set(json.loads((cli_sandbox.dir / "state.json").read_text())["components"]) == COMPONENTS
+    assert {p.stem for p in (cli_sandbox.dir / "logs").glob("*.log")} >= COMPONENTS
+    assert len(set(ports(cli_sandbox.dir).values())) == 3
 
 
-def test_crds_apply_and_modelreleases_list(sandbox: Sandbox) -> None:
-    applied = sh(sandbox, "kubectl apply -f crds/")
+def test_crds_apply_and_modelreleases_list(cli_sandbox: Sandbox) -> None:
+    applied = sh(cli_sandbox, "kubectl apply -f crds/")
     assert applied.returncode == 0, applied.stderr
     assert "modelreleases.modelrelease.io" in applied.stdout
-    established = sh(sandbox, "kubectl wait --for=condition=Established crd/modelreleases.modelrelease.io")
+    established = sh(
+        cli_sandbox, "kubectl wait --for=condition=Established crd/modelreleases.modelrelease.io"
+    )
     assert established.returncode == 0, established.stderr
 
-    listed = sh(sandbox, "kubectl get mr -A")
+    listed = sh(cli_sandbox, "kubectl get mr -A")
     assert listed.returncode == 0, listed.stderr
     assert "No resources found" in listed.stdout + listed.stderr
 
@@ -166,22 +171,26 @@ def test_crds_apply_and_modelreleases_list(sandbox: Sandbox) -> None:
         ('{name: fraud, version: "7", alias: champion}', "exactly one of spec.model.version"),
     ],
 )
-def test_invalid_modelrelease_is_refused_naming_the_field(sandbox: Sandbox, model: str, message: str) -> None:
+def test_invalid_modelrelease_is_refused_naming_the_field(
+    cli_sandbox: Sandbox, model: str, message: str
+) -> None:
     release = "apiVersion: modelrelease.io/v1alpha1\nkind: ModelRelease\nmetadata: {name: bad}\n"
     release += f"spec:\n  model: {model}\n"
-    refused = sh(sandbox, "kubectl apply -f -", stdin=release)
+    refused = sh(cli_sandbox, "kubectl apply -f -", stdin=release)
     assert refused.returncode != 0
     assert 'The ModelRelease "bad" is invalid' in refused.stderr  # kubectl's rendering of the 422
     assert message in refused.stderr
-    assert "No resources found" in sh(sandbox, "kubectl get mr -A").stderr
+    assert "No resources found" in sh(cli_sandbox, "kubectl get mr -A").stderr
 
 
-def test_healthy_deployment_becomes_available(sandbox: Sandbox) -> None:
-    assert sh(sandbox, "kubectl create namespace healthy").returncode == 0
-    assert sh(sandbox, "kubectl apply -f -", stdin=deployment("healthy", "models:/fraud/1")).returncode == 0
-    waited = sh(sandbox, "kubectl -n healthy wait --for=condition=Available deploy/fraud --timeout=60s")
+def test_healthy_deployment_becomes_available(cli_sandbox: Sandbox) -> None:
+    assert sh(cli_sandbox, "kubectl create namespace healthy").returncode == 0
+    assert (
+        sh(cli_sandbox, "kubectl apply -f -", stdin=deployment("healthy", "models:/fraud/1")).returncode == 0
+    )
+    waited = sh(cli_sandbox, "kubectl -n healthy wait --for=condition=Available deploy/fraud --timeout=60s")
     assert waited.returncode == 0, waited.stderr
-    rolled = sh(sandbox, "kubectl -n healthy rollout status deploy/fraud --timeout=60s")
+    rolled = sh(cli_sandbox, "kubectl -n healthy rollout status deploy/fraud --timeout=60s")
     assert rolled.returncode == 0, rolled.stderr
     assert "successfully rolled out" in rolled.stdout
 
@@ -203,45 +212,49 @@ data: {"models:/fraud/2": crashloop}
         ("unready", "kubectl -n NS create configmap sandbox-faults --from-literal=models_fraud_2=unready"),
     ],
 )
-def test_faulty_model_exceeds_the_progress_deadline(sandbox: Sandbox, fault: str, create_faults: str) -> None:
+def test_faulty_model_exceeds_the_progress_deadline(
+    cli_sandbox: Sandbox, fault: str, create_faults: str
+) -> None:
     namespace = f"faulty-{fault}"
-    assert sh(sandbox, f"kubectl create namespace {namespace}").returncode == 0
-    made = sh(sandbox, create_faults.replace("NS", namespace))
+    assert sh(cli_sandbox, f"kubectl create namespace {namespace}").returncode == 0
+    made = sh(cli_sandbox, create_faults.replace("NS", namespace))
     assert made.returncode == 0, made.stderr
-    applied = sh(sandbox, "kubectl apply -f -", stdin=deployment(namespace, "models:/fraud/2", deadline=3))
+    applied = sh(
+        cli_sandbox, "kubectl apply -f -", stdin=deployment(namespace, "models:/fraud/2", deadline=3)
+    )
     assert applied.returncode == 0, applied.stderr
 
     reason = "jsonpath={.status.conditions[?(@.type=='Progressing')].reason}=ProgressDeadlineExceeded"
     waited = sh(
-        sandbox, f"kubectl -n {namespace} wait --for={shlex.quote(reason)} deploy/fraud --timeout=60s"
+        cli_sandbox, f"kubectl -n {namespace} wait --for={shlex.quote(reason)} deploy/fraud --timeout=60s"
     )
     assert waited.returncode == 0, waited.stderr
-    rolled = sh(sandbox, f"kubectl -n {namespace} rollout status deploy/fraud --timeout=30s")
+    rolled = sh(cli_sandbox, f"kubectl -n {namespace} rollout status deploy/fraud --timeout=30s")
     assert rolled.returncode != 0
     assert "exceeded its progress deadline" in rolled.stderr
     available = sh(
-        sandbox, f"kubectl -n {namespace} get deploy fraud -o jsonpath='{{.status.availableReplicas}}'"
+        cli_sandbox, f"kubectl -n {namespace} get deploy fraud -o jsonpath='{{.status.availableReplicas}}'"
     )
     assert available.stdout.strip() in ("", "0")
 
 
-def test_mlflow_answers_health_with_curl(sandbox: Sandbox) -> None:
-    health = sh(sandbox, 'curl -fsS "$MLFLOW_TRACKING_URI/health"')
+def test_mlflow_answers_health_with_curl(cli_sandbox: Sandbox) -> None:
+    health = sh(cli_sandbox, 'curl -fsS "$MLFLOW_TRACKING_URI/health"')
     assert health.returncode == 0, health.stderr
     assert health.stdout.strip() == "OK"
 
 
-def test_s3_lists_the_artifact_bucket_with_boto3(sandbox: Sandbox) -> None:
+def test_s3_lists_the_artifact_bucket_with_boto3(cli_sandbox: Sandbox) -> None:
     script = (
         "import boto3, os; s3 = boto3.client('s3', endpoint_url=os.environ['MLFLOW_S3_ENDPOINT_URL']); "
         "print([b['Name'] for b in s3.list_buckets()['Buckets']])"
     )
-    listed = sh(sandbox, f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}")
+    listed = sh(cli_sandbox, f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.strip() == "['mlflow-artifacts']"
 
 
-def test_mlflow_artifacts_are_stored_in_the_s3_bucket(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_mlflow_artifacts_are_stored_in_the_s3_bucket(cli_sandbox: Sandbox, tmp_path: Path) -> None:
     (tmp_path / "note.txt").write_text("proxied")
     script = textwrap.dedent(
         f"""\
@@ -254,36 +267,34 @@ def test_mlflow_artifacts_are_stored_in_the_s3_bucket(sandbox: Sandbox, tmp_path
         print(next(k for k in keys if run.info.run_id in k))
         """
     )
-    logged = sh(sandbox, f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}", timeout=120)
+    logged = sh(cli_sandbox, f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}", timeout=120)
     assert logged.returncode == 0, logged.stderr
     artifact_uri, key = logged.stdout.strip().splitlines()[-2:]
     assert artifact_uri.startswith("mlflow-artifacts:/")  # the client talks to the server, not to S3
     assert key.endswith("/artifacts/note.txt")
 
 
-def test_second_up_in_a_running_dir_fails_clearly(sandbox: Sandbox) -> None:
-    again = cli("sandbox", "up", "--dir", str(sandbox.dir))
+def test_second_up_in_a_running_dir_fails_clearly(cli_sandbox: Sandbox) -> None:
+    again = cli("sandbox", "up", "--dir", str(cli_sandbox.dir))
     assert again.returncode == 1
     assert len(again.stderr.strip().splitlines()) == 1
     assert "already running" in again.stderr
-    assert all(listening(port) for port in ports(sandbox.dir).values())
+    assert all(listening(port) for port in ports(cli_sandbox.dir).values())
 
 
-def test_two_sandboxes_run_side_by_side(sandbox: Sandbox, tmp_path: Path) -> None:
-    other = Sandbox(tmp_path / "other", 0.0)
-    started = cli("sandbox", "up", "--dir", str(other.dir))
-    assert started.returncode == 0, started.stderr
-    try:
-        assert set(ports(other.dir).values()).isdisjoint(ports(sandbox.dir).values())
-        assert sh(other, "kubectl create namespace only-in-other").returncode == 0
-        assert sh(other, "kubectl get namespace only-in-other").returncode == 0
-        assert sh(sandbox, "kubectl get namespace only-in-other").returncode != 0
-        assert sh(other, 'curl -fsS "$MLFLOW_TRACKING_URI/health"').stdout.strip() == "OK"
-    finally:
-        stopped = cli("sandbox", "down", "--dir", str(other.dir))
-    assert stopped.returncode == 0, stopped.stderr
-    assert processes_using(other.dir) == []
-    assert sh(sandbox, 'curl -fsS "$MLFLOW_TRACKING_URI/health"').stdout.strip() == "OK"
+def test_two_sandboxes_run_side_by_side(
+    cli_sandbox: Sandbox, sandbox: SandboxInfo, run_kubectl: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    # The session sandbox (tests/conftest.py) runs next to the one this module started with the CLI.
+    assert set(ports(sandbox.dir).values()).isdisjoint(ports(cli_sandbox.dir).values())
+    assert sh(cli_sandbox, "kubectl create namespace only-in-cli-sandbox").returncode == 0
+    assert run_kubectl(sandbox, "get", "namespace", "only-in-cli-sandbox").returncode != 0
+    version = run_kubectl(sandbox, "version", "-o", "json")
+    assert version.returncode == 0, version.stderr
+    assert json.loads(version.stdout)["serverVersion"]["gitVersion"].startswith("v1.")
+    with urllib.request.urlopen(f"{sandbox.mlflow_url}/health", timeout=10) as health:
+        assert health.read() == b"OK"
+    assert sh(cli_sandbox, 'curl -fsS "$MLFLOW_TRACKING_URI/health"').stdout.strip() == "OK"
 
 
 def test_up_fails_cleanly_when_a_component_cannot_start(tmp_path: Path) -> None:
@@ -327,10 +338,12 @@ def test_ctrl_c_during_up_leaves_nothing_running(tmp_path: Path) -> None:
     assert processes_using(directory) == []
 
 
-def test_down_leaves_nothing_listening(sandbox: Sandbox) -> None:
-    used = ports(sandbox.dir)
-    stopped = cli("sandbox", "down", "--dir", str(sandbox.dir))
+def test_down_leaves_nothing_listening(cli_sandbox: Sandbox, sandbox: SandboxInfo) -> None:
+    used = ports(cli_sandbox.dir)
+    stopped = cli("sandbox", "down", "--dir", str(cli_sandbox.dir))
     assert stopped.returncode == 0, stopped.stderr
     assert [name for name, port in used.items() if listening(port)] == []
-    assert processes_using(sandbox.dir) == []
-    assert not (sandbox.dir / "state.json").exists()
+    assert processes_using(cli_sandbox.dir) == []
+    assert not (cli_sandbox.dir / "state.json").exists()
+    # The other sandbox is untouched.
+    assert all(listening(port) for port in ports(sandbox.dir).values())
