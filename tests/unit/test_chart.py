@@ -161,11 +161,13 @@ def test_crd_template_is_the_crds_file(helm: str, tmp_path: Path) -> None:
     assert strip_chart_metadata(crd) == strip_chart_metadata(source)
     assert source["metadata"].get("labels", {}).items() <= crd["metadata"]["labels"].items()
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    # Argo CD would otherwise prune the CRD, and every ModelRelease with it, when it leaves the render.
+    assert crd["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Delete=false,Prune=false"
 
 
 def test_crd_keep_false_drops_the_resource_policy(helm: str, tmp_path: Path) -> None:
     (crd,) = by_kind(render(helm, tmp_path, {"crds": {"keep": False}}), "CustomResourceDefinition")
-    assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
+    assert not crd["metadata"].get("annotations")
 
 
 def test_crd_install_false_renders_no_crd(helm: str, tmp_path: Path) -> None:
