@@ -77,20 +77,40 @@ def test_base_objects_match_the_official_schema(built: list[dict]) -> None:
     }
 
 
-def test_an_overlay_can_move_the_operator_to_another_namespace(tmp_path: Path) -> None:
+def test_the_readme_overlay_sets_namespace_image_and_tracking_uri(tmp_path: Path) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed")
-    overlay = tmp_path / "overlay"
     shutil.copytree(ROOT / "manifests", tmp_path / "base")
+    overlay = tmp_path / "overlay"
     overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        yaml.safe_dump({"namespace": "platform", "resources": ["../base"]})
-    )
+    env_patch = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "modelrelease-operator", "namespace": "modelrelease-system"},
+        "spec": {"template": {"spec": {"containers": [{"name": "operator", "env": [
+            {"name": "MODELRELEASE_DEFAULT_TRACKING_URI", "value": "http://mlflow.mlflow:5000"},
+        ]}]}}},
+    }  # fmt: skip
+    kustomization = {
+        "namespace": "platform",
+        "resources": ["../base"],
+        "images": [
+            {"name": "modelrelease-operator", "newName": "registry.example.com/modelrelease-operator"}
+        ],
+        "patches": [{"patch": yaml.safe_dump(env_patch)}],
+    }
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     result = subprocess.run(
         [kubectl, "kustomize", str(overlay)], capture_output=True, text=True, check=True, timeout=60
     )
     objects = {obj["kind"]: obj for obj in yaml.safe_load_all(result.stdout) if obj}
     # The ClusterRoleBinding must follow the ServiceAccount, or the operator runs without permissions.
     assert objects["ClusterRoleBinding"]["subjects"][0]["namespace"] == "platform"
-    assert objects["Deployment"]["metadata"]["namespace"] == "platform"
+    deployment = objects["Deployment"]
+    assert deployment["metadata"]["namespace"] == "platform"
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example.com/modelrelease-operator:0.1.0"
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["MODELRELEASE_DEFAULT_TRACKING_URI"] == "http://mlflow.mlflow:5000"
+    assert env["MODELRELEASE_METRICS_PORT"] == "9090"  # the other settings are untouched
