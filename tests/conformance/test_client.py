@@ -533,3 +533,33 @@ def test_sigterm_ends_open_watches_and_exits_cleanly(tmp_path: Any) -> None:
     proc.terminate()
     assert proc.wait(timeout=10) == 0
     stream.release_conn()
+
+
+def test_watch_list_sends_initial_events_then_end_bookmark(
+    api: client.ApiClient, emulator: Any, namespace: str
+) -> None:
+    """client-go's streaming list (helm --wait uses it): sendInitialEvents=true."""
+    core = client.CoreV1Api(api)
+    for name in ("x1", "x2"):
+        core.create_namespaced_config_map(namespace, _cm(name))
+    http = urllib3.PoolManager()
+    url = (
+        f"{emulator.url}/api/v1/namespaces/{namespace}/configmaps?watch=true&sendInitialEvents=true"
+        "&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=5"
+    )
+    response = http.request("GET", url, preload_content=False, timeout=10)
+    lines: list[dict[str, Any]] = []
+    buffer = b""
+    for chunk in response.stream(decode_content=True):
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        lines.extend(json.loads(line) for line in complete if line)
+        if any(line["type"] == "BOOKMARK" for line in lines):
+            break
+    response.release_conn()
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in lines[:2]] == [
+        ("ADDED", "x1"),
+        ("ADDED", "x2"),
+    ]
+    assert lines[2]["type"] == "BOOKMARK"
+    assert lines[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}

@@ -82,11 +82,18 @@ async def _errors_and_log(request: web.Request, handler: Handler) -> web.StreamR
         response = _json(
             status_body(exc.status, "NotFound" if exc.status == 404 else "BadRequest", exc.reason), exc.status
         )
+    except asyncio.CancelledError:  # the client went away (typically in the middle of a watch)
+        _log_line(request, "closed by client")
+        raise
     except Exception as exc:  # an emulator bug: answer like the real server's 500, keep serving
         log.exception("internal error on %s %s", request.method, request.path_qs)
         response = _json(status_body(500, "InternalError", f"Internal error occurred: {exc}"), 500)
-    print(f"{request.method} {request.path_qs} {response.status}", file=sys.stderr, flush=True)
+    _log_line(request, str(response.status))
     return response
+
+
+def _log_line(request: web.Request, outcome: str) -> None:
+    print(f"{request.method} {request.path_qs} {outcome}", file=sys.stderr, flush=True)
 
 
 # ---- plain endpoints ----
@@ -269,8 +276,9 @@ async def _watch(
     cluster = request.app[CLUSTER]
     rt = target.rt
     raw_rv = request.query.get("resourceVersion")
+    initial_events = _flag(request.query.get("sendInitialEvents"))
     try:
-        since = None if raw_rv in (None, "", "0") else int(raw_rv)
+        since = None if raw_rv in (None, "", "0") or initial_events else int(raw_rv)
     except ValueError as exc:
         raise bad_request(f"invalid resource version: {raw_rv}") from exc
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
@@ -281,12 +289,25 @@ async def _watch(
         await response.prepare(request)
         await response.write(_line("ERROR", exc.status()))
         return response
+    if initial_events:
+        # watch-list (client-go's streaming list): the current state, then a bookmark marking its end
+        end = _bookmark(rt, cluster.store.resource_version)
+        end["metadata"]["annotations"] = {"k8s.io/initial-events-end": "true"}
+        watcher.queue.put_nowait(("BOOKMARK", end))
     try:
         await response.prepare(request)
         await _stream(request, response, watcher.queue, rt)
     finally:
         cluster.store.unwatch(watcher)
     return response
+
+
+def _bookmark(rt: ResourceType, resource_version: int) -> Obj:
+    return {
+        "kind": rt.kind,
+        "apiVersion": rt.api_version,
+        "metadata": {"resourceVersion": str(resource_version)},
+    }
 
 
 def _line(kind: str, obj: Obj) -> bytes:
@@ -312,18 +333,17 @@ async def _stream(
         if deadline is not None and now >= deadline:
             return
         if bookmarks and now >= next_bookmark:
-            rv = str(request.app[CLUSTER].store.resource_version)
             await response.write(
-                _line(
-                    "BOOKMARK",
-                    {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": rv}},
-                )
+                _line("BOOKMARK", _bookmark(rt, request.app[CLUSTER].store.resource_version))
             )
             next_bookmark = now + interval
         wake = min(t for t in (deadline, next_bookmark if bookmarks else None, now + 1.0) if t is not None)
         try:
             kind, obj = await asyncio.wait_for(queue.get(), max(0.0, wake - now))
         except TimeoutError:
+            continue
+        if kind == "BOOKMARK":
+            await response.write(_line(kind, obj))
             continue
         view = conversion.to_view(rt, obj)
         if as_table:
