@@ -528,6 +528,7 @@ def _apply_element_orders(result: dict[str, Any], patch: dict[str, Any], fields:
         live_list = result.get(key, [])
         if not isinstance(live_list, list):
             raise PatchError("invalid patch format of setElementOrder list")
+        patch_list: list[Any] = []
         if key in patch:
             patch_list = patch.pop(key)
             if not isinstance(patch_list, list):
@@ -538,6 +539,8 @@ def _apply_element_orders(result: dict[str, Any], patch: dict[str, Any], fields:
             merged = live_list
         else:
             continue
+        if not live_list and not patch_list:
+            raise PatchError("no elements in any of the given slices")  # upstream cannot tell the item type
         patch_items = [item for item in merged if _position(order, item, merge_key) is not None]
         server_only = [item for item in merged if _position(order, item, merge_key) is None]
         result[key] = _normalize_order(patch_items, server_only, order, live_list, merge_key)
