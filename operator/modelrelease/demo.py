@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
 from modelrelease.sandbox import stack
+from modelrelease.sandbox.simulator import fault_key
 
 MODEL = "demo-classifier"
 RELEASE = "demo"
@@ -58,7 +59,6 @@ class Demo:
         api = kubernetes.config.new_client_from_config(config_file=str(info.kubeconfig))
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.apps = kubernetes.client.AppsV1Api(api)
-        self.core = kubernetes.client.CoreV1Api(api)
 
     # -- registry side: what a training pipeline does ------------------------------------------
 
@@ -121,10 +121,10 @@ class Demo:
     # -- cluster side ----------------------------------------------------------------------------
 
     def release(self) -> dict[str, Any]:
-        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+        obj = self.custom.get_namespaced_custom_object(
             "modelrelease.io", "v1alpha1", NAMESPACE, "modelreleases", RELEASE
         )
-        return obj
+        return cast(dict[str, Any], obj)
 
     def serving_uri(self) -> str | None:
         from kubernetes.client.exceptions import ApiException
@@ -133,7 +133,8 @@ class Demo:
             deployment = self.apps.read_namespaced_deployment(RELEASE, NAMESPACE)
         except ApiException:
             return None
-        for env in deployment.spec.template.spec.containers[0].env or []:
+        pod = deployment.spec.template.spec if deployment.spec else None
+        for env in (pod.containers[0].env if pod else None) or []:
             if env.name == "MODEL_URI":
                 return str(env.value)
         return None
@@ -162,12 +163,17 @@ class Demo:
         return found
 
     def inject_crash(self, version: str) -> None:
-        body = {
-            "metadata": {"name": "sandbox-faults", "namespace": NAMESPACE},
-            "data": {f"models:/{MODEL}/{version}": "crashloop"},
-        }
-        self.core.create_namespaced_config_map(NAMESPACE, body)
-        print(f"    sandbox-faults: models:/{MODEL}/{version} = crashloop")
+        key = fault_key(f"models:/{MODEL}/{version}")
+        kubectl(
+            self.info,
+            "create",
+            "configmap",
+            "sandbox-faults",
+            "-n",
+            NAMESPACE,
+            f"--from-literal={key}=crashloop",
+        )
+        print(f"    ConfigMap sandbox-faults: {key}=crashloop")
 
 
 def release_manifest() -> dict[str, Any]:
