@@ -11,7 +11,6 @@ import base64
 import hashlib
 import ipaddress
 import os
-import socket
 import ssl
 import time
 import tracemalloc
@@ -28,6 +27,7 @@ import aiohttp
 import boto3
 import pytest
 from aiohttp import web
+from helpers import free_port
 
 from modelrelease.api.models import ModelRef, ModelReleaseSpec, parse_model_uri
 from modelrelease.registry.base import (
@@ -46,13 +46,6 @@ from modelrelease.verify.checks import first_blocking, verify_candidate
 pytestmark = pytest.mark.slow
 
 FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # ------------------------------------------------------------------------------ fixtures
@@ -315,7 +308,7 @@ async def test_alias_move_is_seen_after_the_ttl_or_an_invalidation(sandbox: Sand
 
 
 async def test_registry_down_is_reported_quickly_without_credentials() -> None:
-    target = RegistryTarget(f"http://admin:pw-in-url@127.0.0.1:{_free_port()}", password="s3cret")
+    target = RegistryTarget(f"http://admin:pw-in-url@127.0.0.1:{free_port()}", password="s3cret")
     started = time.monotonic()
     async with MlflowRegistry(target) as registry:
         with pytest.raises(RegistryUnavailable) as error:
