@@ -1,8 +1,7 @@
-"""Walk the generated CRD's openAPIV3Schema: its nodes, Kubernetes-style defaulting, and its CEL rules."""
+"""Walk the generated CRD's openAPIV3Schema: its nodes, the defaulted object, and its CEL rules."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import yaml
 
 from modelrelease.api import crd
+from modelrelease.sandbox.apiserver.schema import prune_and_default
 from modelrelease.sandbox.cel import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,15 +39,9 @@ def nodes(node: Node, path: str = "") -> Iterator[tuple[str, Node]]:
         yield from nodes(node["additionalProperties"], f"{path}{{}}")
 
 
-def apply_defaults(node: Node, value: Node) -> Node:
-    """Kubernetes-style defaulting of an object: missing fields get their default, recursively."""
-    out = dict(value)
-    for name, sub in node.get("properties", {}).items():
-        if name not in out and "default" in sub:
-            out[name] = copy.deepcopy(sub["default"])
-        if isinstance(out.get(name), dict) and sub.get("type") == "object":
-            out[name] = apply_defaults(sub, out[name])
-    return out
+def apply_defaults(schema: Node, obj: Node) -> Node:
+    """The object as the API server stores it: unknown fields pruned, schema defaults applied."""
+    return prune_and_default(schema, obj)[0]
 
 
 def rule_sites(node: Node, value: Any, path: str = "") -> Iterator[tuple[str, str, str, Any]]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from crd_walk import load_manifest, root_schema
 from pydantic import ValidationError
 
 from modelrelease.api.models import (
@@ -25,6 +26,7 @@ from modelrelease.api.models import (
     pinned_uri,
     release_name_problem,
 )
+from modelrelease.sandbox.apiserver.schema import prune_and_default, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("modelrelease*.yaml"))
@@ -34,6 +36,19 @@ DIGEST = "sha256:" + "ab" * 32
 def spec(**sections: Any) -> dict[str, Any]:
     """A valid spec (alias champion) with `sections` replacing top-level parts."""
     return {"model": {"name": "fraud", "alias": "champion"}, **sections}
+
+
+SCHEMA = root_schema(load_manifest())
+
+
+def api_server_errors(body: dict[str, Any]) -> list[str]:
+    """What the API server (the sandbox's, with the generated CRD) says to `kubectl apply` of this spec:
+    unknown fields are errors, as with kubectl's default --validate=strict."""
+    obj = {"apiVersion": "modelrelease.io/v1alpha1", "kind": "ModelRelease", "metadata": {"name": "fraud"}}
+    stored, pruned = prune_and_default(SCHEMA, {**obj, "spec": body})
+    return [f"{path}: unknown field" for path in pruned] + [
+        error.message for error in validate(SCHEMA, stored)
+    ]
 
 
 def dump(model: ModelReleaseSpec | ModelReleaseStatus) -> dict[str, Any]:
@@ -144,6 +159,7 @@ def test_round_trip_keeps_every_field() -> None:
     parsed = ModelReleaseSpec.model_validate(full)
     again = ModelReleaseSpec.model_validate(dump(parsed))
     assert again == parsed
+    assert api_server_errors(full) == api_server_errors(dump(parsed)) == []
     out = dump(parsed)
     assert out["serving"]["env"][1]["valueFrom"] == {"secretKeyRef": {"name": "s", "key": "k"}}
     assert out["serving"]["resources"]["requests"] == {"cpu": "500m", "memory": 536870912}
@@ -245,6 +261,18 @@ def test_bad_specs_are_refused_with_a_message(body: dict[str, Any], message: str
     with pytest.raises(ValidationError) as error:
         ModelReleaseSpec.model_validate(body)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("body", [b for _, b, _ in BAD_SPECS], ids=[i for i, _, _ in BAD_SPECS])
+def test_the_api_server_refuses_them_too(body: dict[str, Any]) -> None:
+    assert api_server_errors(body) != []
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_the_api_server_accepts_the_examples_and_their_round_trip(path: Path) -> None:
+    body = yaml.safe_load(path.read_text())["spec"]
+    assert api_server_errors(body) == []
+    assert api_server_errors(dump(ModelReleaseSpec.model_validate(body))) == []
 
 
 def test_target_ref_mode_accepts_empty_collections_and_port() -> None:
@@ -408,6 +436,20 @@ def test_status_serialises_like_kubernetes() -> None:
         "reason": "ProgressDeadlineExceeded",
     }
     assert "finishedAt" not in out["history"][1]
+
+
+def test_the_api_server_accepts_the_status_the_operator_writes() -> None:
+    obj = {
+        "apiVersion": "modelrelease.io/v1alpha1",
+        "kind": "ModelRelease",
+        "metadata": {"name": "fraud"},
+        "spec": {"model": {"name": "fraud", "alias": "champion"}},
+        "status": dump(full_status()),
+    }
+    stored, pruned = prune_and_default(SCHEMA, obj)
+    assert pruned == []
+    assert stored["status"] == obj["status"]
+    assert validate(SCHEMA, stored) == []
 
 
 def test_status_round_trip() -> None:

@@ -327,7 +327,7 @@ def pydantic_accepts(body: dict[str, Any]) -> bool:
     return release_name_problem(body["metadata"]["name"], spec) is None
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(releases())
 def test_pydantic_and_cel_agree(body: dict[str, Any]) -> None:
     failures = cel_failures(SCHEMA, body)
