@@ -235,7 +235,15 @@ KEYWORD_CASES: list[tuple[str, dict[str, Any], Any, list[str]]] = [
         ['spec.x: Invalid value: "null": spec.x in body must be of type string: "null"'],
     ),
     ("nullable", {"type": "string", "nullable": True}, None, []),
-    ("int-or-string takes both", {"x-kubernetes-int-or-string": True}, "50%", []),
+    ("int-or-string takes a string", {"x-kubernetes-int-or-string": True}, "50%", []),
+    ("int-or-string takes an integer", {"x-kubernetes-int-or-string": True}, 3, []),
+    (
+        # apiextensions converts int-or-string to the type list [integer, string]
+        "int-or-string takes nothing else",
+        {"x-kubernetes-int-or-string": True},
+        True,
+        ['spec.x: Invalid value: "boolean": spec.x in body must be of type integer,string: "boolean"'],
+    ),
     (
         "maximum",
         {"type": "integer", "maximum": 10},
@@ -530,7 +538,16 @@ CEL_CASES: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]] = [
         "evaluation error",
         {"rule": "self.max > 1"},
         {},
-        ["spec: Invalid value: \"object\": no such member in mapping: 'max' evaluating rule: self.max > 1"],
+        ['spec: Invalid value: "object": no such key: max evaluating rule: self.max > 1'],
+    ),
+    (
+        "evaluation error: no such overload",
+        {"rule": "self.labels + 1 == 2", "message": "labels"},
+        {"labels": {}},
+        [
+            "spec: Invalid value: \"object\": 'no such overload': call arguments did not match a supported "
+            "operator, function or macro signature for rule: labels"
+        ],
     ),
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -41,6 +42,13 @@ def evaluate_value(expression: str, self_value: Any, old_self: Any = None) -> An
 
 
 def error_text(error: Exception) -> str:
-    """A one-line description of a CEL error (celpy keeps the message as the first argument)."""
+    """A one-line description of a CEL error, in cel-go's words where they differ from celpy's
+    (`no such key: x`, `no such overload`), as the apiserver quotes them."""
     first = error.args[0] if error.args else error
-    return " ".join(str(first).split())
+    text = " ".join(str(first).split())
+    missing = re.fullmatch(r"no such member in mapping: '(.*)'", text)
+    if missing:
+        return f"no such key: {missing.group(1)}"
+    if text.startswith("found no matching overload"):
+        return "no such overload"
+    return text

@@ -256,7 +256,8 @@ def _check(value: JSON, schema: dict[str, Any], path: str, errors: list[FieldErr
 
 
 def _declared_type(schema: dict[str, Any]) -> str:
-    return "" if schema.get("x-kubernetes-int-or-string") else str(schema.get("type", ""))
+    """The schema's type as kube-openapi names it; int-or-string is both `integer` and `string`."""
+    return "integer,string" if schema.get("x-kubernetes-int-or-string") else str(schema.get("type", ""))
 
 
 def _json_type(value: JSON) -> str:
@@ -276,11 +277,12 @@ def _json_type(value: JSON) -> str:
 def _check_type(value: JSON, schema: dict[str, Any], path: str, errors: list[FieldError]) -> None:
     expected = _declared_type(schema)
     actual = _json_type(value)
+    allowed = expected.split(",")
     matches = (
         not expected
-        or expected == actual
-        or (expected == "number" and actual == "integer")
-        or (expected == "integer" and actual == "number" and float(value).is_integer())
+        or actual in allowed
+        or ("number" in allowed and actual == "integer")
+        or ("integer" in allowed and actual == "number" and float(value).is_integer())
     )
     if not matches:
         detail = _in_body(path, f'must be of type {expected}: "{actual}"')
@@ -496,7 +498,14 @@ def _check_rule(
     try:
         holds = cel.evaluate(text, value, old_self)
     except cel.CELError as error:
-        detail = f"{cel.error_text(error)} evaluating rule: {_rule_text(rule)}"
+        text = cel.error_text(error)
+        if text.startswith("no such overload"):
+            detail = (
+                f"'{text}': call arguments did not match a supported operator, function or macro signature "
+                f"for rule: {_rule_text(rule)}"
+            )
+        else:
+            detail = f"{text} evaluating rule: {_rule_text(rule)}"
         return _field_error(path, INVALID, node_type, detail)
     if holds:
         return None
