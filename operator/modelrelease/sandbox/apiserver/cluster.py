@@ -261,14 +261,13 @@ class Cluster:
         name: str,
         body: Obj,
         opts: WriteOptions,
-        operation: str = "Update",
     ) -> WriteResult:
         ns = namespace if rt.namespaced else ""
         old = self.store.get(rt.storage_key, ns, name)
         if old is None:
             raise not_found(rt.plural, rt.group, name)
         new = conversion.to_storage(rt, copy.deepcopy(body))
-        return self._update(rt, old, new, opts, operation)
+        return self._update(rt, old, new, opts, "Update")
 
     def _update(
         self,

@@ -40,8 +40,6 @@ def field_set(obj: Any, top: bool = True) -> FieldSet:
             continue
         if top and name == "metadata" and isinstance(value, dict):
             value = {k: v for k, v in value.items() if k not in _META_IDENTITY}
-            if not value:
-                continue
         out[f"f:{name}"] = _value_set(value)
     return out
 
@@ -56,14 +54,30 @@ def _value_set(value: Any) -> FieldSet:
     return {}
 
 
+def _leaves(fields: FieldSet, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """What a manager owns under `prefix`: leaf fields, and keyed list items as a whole."""
+    paths: list[tuple[str, ...]] = []
+    for element, children in fields.items():
+        path = (*prefix, element)
+        if children and not element.startswith("k:"):
+            paths.extend(_leaves(children, path))
+        else:
+            paths.append(path)
+    return paths
+
+
 def removed(before: FieldSet, after: FieldSet, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Paths set in `before` but not in `after` (the shortest such path only)."""
+    """What was owned in `before` and is set no more in `after`: leaf fields and keyed list items."""
     paths: list[tuple[str, ...]] = []
     for element, children in before.items():
-        if element not in after:
-            paths.append((*prefix, element))
-        elif children:
-            paths.extend(removed(children, after[element], (*prefix, element)))
+        path = (*prefix, element)
+        if element in after:
+            if children:
+                paths.extend(removed(children, after[element], path))
+        elif children and not element.startswith("k:"):
+            paths.extend(_leaves(children, path))
+        else:
+            paths.append(path)
     return paths
 
 

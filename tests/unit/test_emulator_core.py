@@ -1,0 +1,143 @@
+"""Pure parts of the API emulator: selectors, printer-column JSONPath and ages, SSA field ownership, store."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelrelease.sandbox.apiserver import managed
+from modelrelease.sandbox.apiserver.errors import ApiError
+from modelrelease.sandbox.apiserver.selectors import parse_field_selector, parse_label_selector
+from modelrelease.sandbox.apiserver.store import Store
+from modelrelease.sandbox.apiserver.tables import human_duration, jsonpath
+
+LABELS = {"app": "web", "tier": "front", "env": ""}
+
+
+@pytest.mark.parametrize(
+    ("selector", "matches"),
+    [
+        ("app=web", True),
+        ("app==web", True),
+        ("app=db", False),
+        ("app!=db", True),
+        ("missing!=x", True),
+        ("app in (web, db)", True),
+        ("app notin (web)", False),
+        ("missing notin (web)", True),
+        ("tier", True),
+        ("!tier", False),
+        ("!missing", True),
+        ("env=", True),
+        ("app=web,tier in (front,back),!missing", True),
+        ("app=web,tier=back", False),
+    ],
+)
+def test_label_selectors(selector: str, matches: bool) -> None:
+    assert parse_label_selector(selector)(LABELS) is matches
+
+
+def test_bad_label_selector_is_a_400() -> None:
+    with pytest.raises(ApiError) as bad:
+        parse_label_selector("app in web")
+    assert bad.value.code == 400
+
+
+def test_field_selectors_accept_only_supported_fields() -> None:
+    event = {
+        "metadata": {"name": "e", "namespace": "ns"},
+        "involvedObject": {"name": "w"},
+        "reason": "R",
+        "source": {"component": "kopf"},
+    }
+    assert parse_field_selector("involvedObject.name=w,reason=R,source=kopf", "Event")(event)
+    assert not parse_field_selector("metadata.name!=e", "Event")(event)
+    with pytest.raises(ApiError) as unsupported:
+        parse_field_selector("involvedObject.name=w", "ConfigMap")
+    assert unsupported.value.code == 400 and "field label not supported" in unsupported.value.message
+
+
+def test_printer_column_jsonpath() -> None:
+    obj = {
+        "spec": {"model": {"name": "fraud"}, "items": [{"n": 1}, {"n": 2}]},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True"}, {"type": "Degraded", "status": "False"}]
+        },
+    }
+    assert jsonpath(obj, ".spec.model.name") == ["fraud"]
+    assert jsonpath(obj, ".spec.items[1].n") == [2]
+    assert jsonpath(obj, ".spec.items[*].n") == [1, 2]
+    assert jsonpath(obj, '.status.conditions[?(@.type=="Degraded")].status') == ["False"]
+    assert jsonpath(obj, ".status.phase") == []
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0, "0s"),
+        (119, "119s"),
+        (125, "2m5s"),
+        (600, "10m"),
+        (3 * 3600 + 60, "3h1m"),
+        (30 * 3600, "30h"),
+        (3 * 86400 + 3600, "3d1h"),
+        (40 * 86400, "40d"),
+        (3 * 365 * 86400, "3y"),
+    ],
+)
+def test_age_format_matches_kubectl(seconds: int, shown: str) -> None:
+    assert human_duration(seconds) == shown
+
+
+def test_apply_field_sets_and_removal() -> None:
+    before = managed.field_set(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c", "labels": {"a": "1"}},
+            "data": {"keep": "1", "drop": "2"},
+            "spec": {"containers": [{"name": "app", "image": "x"}, {"name": "sidecar", "image": "y"}]},
+        }
+    )
+    assert before["f:data"] == {"f:keep": {}, "f:drop": {}}
+    assert set(before["f:spec"]["f:containers"]) == {'k:{"name":"app"}', 'k:{"name":"sidecar"}'}
+    assert before["f:metadata"] == {"f:labels": {"f:a": {}}}  # identity (name) is nobody's field
+    after = managed.field_set(
+        {
+            "metadata": {"name": "c"},
+            "data": {"keep": "1"},
+            "spec": {"containers": [{"name": "app", "image": "x"}]},
+        }
+    )
+    gone = managed.removed(before, after)
+    assert sorted(gone) == sorted(
+        [
+            ("f:metadata", "f:labels", "f:a"),
+            ("f:data", "f:drop"),
+            ("f:spec", "f:containers", 'k:{"name":"sidecar"}'),
+        ]
+    )
+    live = {
+        "metadata": {"name": "c", "labels": {"a": "1", "theirs": "2"}},
+        "data": {"keep": "1", "drop": "2"},
+        "spec": {"containers": [{"name": "app"}, {"name": "sidecar"}]},
+    }
+    for path in gone:
+        managed.remove(live, path)
+    assert live == {
+        "metadata": {"name": "c", "labels": {"theirs": "2"}},
+        "data": {"keep": "1"},
+        "spec": {"containers": [{"name": "app"}]},
+    }
+
+
+def test_store_replays_history_and_reports_compaction() -> None:
+    store = Store(history=3)
+    key = ("", "configmaps")
+    for i in range(5):
+        store.put(key, {"metadata": {"name": f"c{i}", "namespace": "ns"}})
+    watcher = store.watch(key, "ns", lambda _: True, since=3)
+    replayed = [watcher.queue.get_nowait() for _ in range(watcher.queue.qsize())]
+    assert [(kind, obj["metadata"]["name"]) for kind, obj in replayed] == [("ADDED", "c3"), ("ADDED", "c4")]
+    with pytest.raises(ApiError) as expired:
+        store.watch(key, "ns", lambda _: True, since=1)
+    assert expired.value.code == 410
