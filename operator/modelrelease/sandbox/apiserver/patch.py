@@ -365,6 +365,10 @@ _TYPES: dict[str, dict[str, _Field]] = {
     "PodDisruptionBudgetStatus": {"conditions": _merge_list("type")},
 }
 
+# Any other built-in kind (CustomResourceDefinition, Lease, StorageClass …) merges only its metadata lists.
+_OTHER_KIND = "ObjectWithMetadata"
+_TYPES[_OTHER_KIND] = {"metadata": _struct("ObjectMeta")}
+
 # Built-in kinds whose root type is in `_TYPES` under the kind's own name.
 STRATEGIC_KINDS: frozenset[str] = frozenset(
     {
@@ -408,11 +412,14 @@ def strategic_merge_patch(target: dict[str, Any], patch: dict[str, Any], kind: s
     Lists listed in the type table merge by their patch merge key (or as sets of primitives); all
     other lists are replaced. Directives: `$patch: replace|delete` on maps and list items,
     `$patch: replace` as a list element, `$setElementOrder/<list>`, `$deleteFromPrimitiveList/<list>`,
-    `$retainKeys`; `null` deletes a key. A kind outside `STRATEGIC_KINDS` gets no list merging.
+    `$retainKeys`; `null` deletes a key. A kind outside `STRATEGIC_KINDS` merges only the lists of its
+    `metadata` (finalizers, ownerReferences).
     """
     if not isinstance(patch, dict):
         raise PatchError("strategic merge patch must be a JSON object")
-    return _merge_map(copy.deepcopy(target), copy.deepcopy(patch), kind if kind in STRATEGIC_KINDS else None)
+    return _merge_map(
+        copy.deepcopy(target), copy.deepcopy(patch), kind if kind in STRATEGIC_KINDS else _OTHER_KIND
+    )
 
 
 def _fields(type_name: str | None) -> dict[str, _Field]:
