@@ -212,3 +212,16 @@ def test_printer_columns(manifest: dict[str, Any], schema: dict[str, Any]) -> No
         node = _schema_at(schema, column["jsonPath"])
         assert node is not None, f"{column['name']}: {column['jsonPath']} is not in the schema"
         assert node["type"] == column["type"], column["name"]
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"type": "number", "exclusiveMinimum": 0},
+        {"anyOf": [{"type": "string"}, {"type": "number"}]},
+        {"type": "string", "const": "x"},
+    ],
+)
+def test_the_generator_refuses_what_has_no_structural_form(node: dict[str, Any]) -> None:
+    with pytest.raises(crd.SchemaError):
+        crd._structural(node, {}, "spec.x")

@@ -121,8 +121,8 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], where: str) -> dict[
     out: dict[str, Any] = {key: value for key, value in node.items() if key in _KEPT}
     if "description" in out:
         out["description"] = _fold(out["description"])
-    if out.get("default", 0) is None or isinstance(out.get("default"), list | dict):
-        del out["default"]
+    if "default" in out and (out["default"] is None or isinstance(out["default"], list | dict)):
+        del out["default"]  # None means unset; an empty list or map would only add noise to every object
     if "properties" in out:
         out["properties"] = {
             name: _structural(sub, defs, f"{where}.{name}") for name, sub in out["properties"].items()

@@ -146,10 +146,6 @@ def _unique(values: list[str], what: str) -> None:
         raise ValueError(f"{what}: duplicate {', '.join(duplicates)}")
 
 
-def _cel(rule: str, message: str) -> CelRule:
-    return CelRule(rule, message)
-
-
 def _schema_with_cel_rules(schema: JsonDict, model_class: type) -> None:
     rules: tuple[CelRule, ...] = getattr(model_class, "cel_rules", ())
     if rules:
@@ -190,11 +186,11 @@ class ModelRef(ApiModel):
     """Which registered model version should serve: exactly one of version, alias or stage."""
 
     cel_rules = (
-        _cel(
+        CelRule(
             "(has(self.version) ? 1 : 0) + (has(self.alias) ? 1 : 0) + (has(self.stage) ? 1 : 0) == 1",
             _ONE_REFERENCE,
         ),
-        _cel(
+        CelRule(
             "!has(self.alias) || !self.alias.matches('^([Ll][Aa][Tt][Ee][Ss][Tt]|[vV][0-9]+)$')",
             _RESERVED_ALIAS,
         ),
@@ -256,7 +252,7 @@ class RegistrySpec(ApiModel):
     """Where the model registry is and how often floating references are re-resolved."""
 
     cel_rules = (
-        _cel(
+        CelRule(
             f"!has(self.pollInterval) || !self.pollInterval.matches('{DURATION_PATTERN}') || "
             "(duration(self.pollInterval) >= duration('5s') && "
             "duration(self.pollInterval) <= duration('24h'))",
@@ -288,8 +284,8 @@ class MetricGate(ApiModel):
     """A metric of the version's source run that must lie within [min, max]."""
 
     cel_rules = (
-        _cel("has(self.min) || has(self.max)", _GATE_NEEDS_BOUND),
-        _cel(
+        CelRule("has(self.min) || has(self.max)", _GATE_NEEDS_BOUND),
+        CelRule(
             "!has(self.min) || !has(self.max) || double(self.min) <= double(self.max)",
             "spec.verify.metrics: min must be less than or equal to max",
         ),
@@ -421,11 +417,11 @@ class TemplateMetadata(ApiModel):
     """Labels and annotations added to the serving pod template."""
 
     cel_rules = (
-        _cel(
+        CelRule(
             "!has(self.labels) || self.labels.all(k, !k.startsWith('modelrelease.io/'))",
             "spec.serving.template.metadata.labels: keys under modelrelease.io/ are the operator's",
         ),
-        _cel(
+        CelRule(
             "!has(self.annotations) || self.annotations.all(k, !k.startsWith('modelrelease.io/'))",
             "spec.serving.template.metadata.annotations: keys under modelrelease.io/ are the operator's",
         ),
@@ -489,7 +485,7 @@ class ServingSpec(ApiModel):
     tolerations, affinity) must be left unset."""
 
     cel_rules = (
-        _cel(
+        CelRule(
             "!has(self.targetRef) || "
             "(!has(self.image) && !has(self.replicas) && !has(self.serviceAccountName)"
             f" && {_unset('env')} && {_unset('nodeSelector')} && {_unset('tolerations')}"
@@ -498,11 +494,11 @@ class ServingSpec(ApiModel):
             "spec.serving.targetRef excludes image, replicas, env, resources, template, serviceAccountName, "
             "nodeSelector, tolerations and affinity: those shape a managed Deployment",
         ),
-        _cel(
+        CelRule(
             "!has(self.env) || !self.env.exists(e, has(e.name) && e.name == 'MODEL_URI')",
             _NO_MODEL_URI_ENV,
         ),
-        _cel(
+        CelRule(
             "!has(self.env) || self.env.all(e, !has(e.value) || !has(e.valueFrom))",
             "spec.serving.env: set value or valueFrom, not both",
         ),
