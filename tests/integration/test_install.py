@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from helpers import Operator
 
 from modelrelease.sandbox.stack import SandboxInfo
 
@@ -168,3 +171,43 @@ def test_kubectl_apply_kustomize_base(sandbox: SandboxInfo, run_kubectl: Kubectl
     assert not exists(
         run_kubectl, sandbox, "deployment", "modelrelease-operator", "-n", "modelrelease-system"
     )
+
+
+def hook_pod(helm: Callable[..., subprocess.CompletedProcess[str]]) -> dict[str, Any]:
+    rendered = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--show-only",
+                    "templates/tests/test-operator.yaml")  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    pod: dict[str, Any] = yaml.safe_load(rendered.stdout)
+    return pod
+
+
+def run_hook_script(
+    pod: dict[str, Any], sandbox: SandboxInfo, metrics_url: str, timeout: str
+) -> subprocess.CompletedProcess[str]:
+    """The `helm test` pod's own script, run here with the sandbox kubeconfig instead of a service account."""
+    (container,) = pod["spec"]["containers"]
+    assert container["command"][:2] == ["python", "-c"]
+    env = {**os.environ, **sandbox.env, "METRICS_URL": metrics_url, "TIMEOUT_SECONDS": timeout}
+    return subprocess.run(
+        [sys.executable, "-c", container["command"][2]], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_helm_test_hook_passes_against_the_running_operator(
+    helm: Callable[..., subprocess.CompletedProcess[str]], sandbox: SandboxInfo, operator: Operator
+) -> None:
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+    result = run_hook_script(hook_pod(helm), sandbox, url, "30")
+    assert result.returncode == 0, result.stderr
+    assert f"CRD established; operator answers at {url}" in result.stdout
+
+
+def test_helm_test_hook_fails_when_the_operator_does_not_answer(
+    helm: Callable[..., subprocess.CompletedProcess[str]], sandbox: SandboxInfo, operator: Operator
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/metrics"
+    result = run_hook_script(hook_pod(helm), sandbox, url, "1")
+    assert result.returncode != 0
+    assert f"operator does not answer at {url}" in result.stderr
