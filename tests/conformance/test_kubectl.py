@@ -329,3 +329,14 @@ def test_deleting_a_crd_removes_its_kind_and_objects(kubectl: Kubectl, namespace
     assert "things" not in kubectl("api-resources", "--api-group=example.org").stdout
     missing = kubectl("get", "things", "-n", namespace, check=False)
     assert missing.returncode != 0 and "the server doesn't have a resource type" in missing.stderr
+
+
+def test_builtin_validation_rejects_selector_mismatch(kubectl: Kubectl, namespace: str) -> None:
+    broken = DEPLOYMENT.replace("metadata: {labels: {app: web}}", "metadata: {labels: {app: other}}")
+    result = kubectl("apply", "-n", namespace, "-f", "-", input=broken, check=False)
+    assert result.returncode != 0
+    assert 'The Deployment "web" is invalid' in result.stderr
+    assert (
+        "spec.template.metadata.labels" in result.stderr
+        and "`selector` does not match template `labels`" in result.stderr
+    )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from . import conversion, crds, defaults, managed
+from . import conversion, crds, defaults, managed, validation
 from . import patch as patching
 from . import schema as crd_schema
 from .errors import ApiError, already_exists, bad_request, conflict, invalid, not_found
@@ -220,6 +220,9 @@ class Cluster:
         warnings: list[str] = []
         if rt.builtin:
             defaults.apply_defaults(rt.group, rt.kind, obj)
+            causes = validation.validate(rt.group, rt.kind, obj, old)
+            if causes:
+                raise invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), causes)
             if rt.storage_key == _CRDS:
                 crds.validate_crd(obj)
                 crds.set_status(obj, old)

@@ -1,0 +1,120 @@
+"""The built-in validation rules that controllers trip over in practice (workload selectors, containers,
+Service ports), with the real server's field paths and messages. Pure: returns Invalid causes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Obj = dict[str, Any]
+Cause = tuple[str, str, str]  # (reason, field, message after the field)
+
+_WORKLOADS = {("apps", "Deployment"), ("apps", "ReplicaSet"), ("apps", "StatefulSet"), ("apps", "DaemonSet")}
+
+
+def _go_map(labels: dict[str, Any]) -> str:
+    inner = ", ".join(f'"{k}":"{v}"' for k, v in sorted(labels.items()))
+    return f"map[string]string{{{inner}}}"
+
+
+def _selector_matches(selector: Obj, labels: dict[str, Any]) -> bool:
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        present = key in labels
+        if (op == "In" and not (present and labels[key] in values)) or (
+            op == "NotIn" and present and labels[key] in values
+        ):
+            return False
+        if (op == "Exists" and not present) or (op == "DoesNotExist" and present):
+            return False
+    return True
+
+
+def _containers(spec: Obj, path: str) -> list[Cause]:
+    causes: list[Cause] = []
+    containers = spec.get("containers")
+    if not containers:
+        return [("FieldValueRequired", f"{path}.containers", "Required value")]
+    seen: set[str] = set()
+    for i, c in enumerate(containers):
+        where = f"{path}.containers[{i}]"
+        name = c.get("name")
+        if not name:
+            causes.append(("FieldValueRequired", f"{where}.name", "Required value"))
+        elif name in seen:
+            causes.append(("FieldValueDuplicate", f"{where}.name", f'Duplicate value: "{name}"'))
+        seen.add(name or "")
+        if not c.get("image"):
+            causes.append(("FieldValueRequired", f"{where}.image", "Required value"))
+    return causes
+
+
+def _workload(obj: Obj, old: Obj | None) -> list[Cause]:
+    spec = obj.get("spec") or {}
+    causes: list[Cause] = []
+    selector = spec.get("selector")
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    if not selector:
+        causes.append(("FieldValueRequired", "spec.selector", "Required value"))
+    elif not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.selector",
+                "Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), "
+                "MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: empty selector is invalid for "
+                "deployment",
+            )
+        )
+    elif not _selector_matches(selector, labels):
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.template.metadata.labels",
+                f"Invalid value: {_go_map(labels)}: `selector` does not match template `labels`",
+            )
+        )
+    if old is not None and selector and (old.get("spec") or {}).get("selector") not in (None, selector):
+        causes.append(("FieldValueInvalid", "spec.selector", "Invalid value: field is immutable"))
+    if isinstance(spec.get("replicas"), int) and spec["replicas"] < 0:
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.replicas",
+                f"Invalid value: {spec['replicas']}: must be greater than or equal to 0",
+            )
+        )
+    causes.extend(_containers((spec.get("template") or {}).get("spec") or {}, "spec.template.spec"))
+    return causes
+
+
+def _service(obj: Obj) -> list[Cause]:
+    causes: list[Cause] = []
+    for i, port in enumerate((obj.get("spec") or {}).get("ports") or []):
+        number = port.get("port")
+        if not isinstance(number, int) or not 0 < number < 65536:
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    f"spec.ports[{i}].port",
+                    f"Invalid value: {number}: must be between 1 and 65535, inclusive",
+                )
+            )
+    return causes
+
+
+def validate(group: str, kind: str, obj: Obj, old: Obj | None) -> list[Cause]:
+    """The causes of a 422 for a built-in object (empty when it passes)."""
+    if (group, kind) in _WORKLOADS:
+        return _workload(obj, old)
+    if (group, kind) == ("batch", "Job"):
+        return _containers(
+            ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}, "spec.template.spec"
+        )
+    if (group, kind) == ("", "Pod"):
+        return _containers(obj.get("spec") or {}, "spec")
+    if (group, kind) == ("", "Service"):
+        return _service(obj)
+    return []
