@@ -657,6 +657,46 @@ def test_transition_rules_do_not_correlate_atomic_list_items() -> None:
     assert _messages(TRANSITION, {"tags": ["b"]}, old_spec={"tags": ["a"]}) == []
 
 
+# Ratcheting (CRDValidationRatcheting, beta and on by default since Kubernetes 1.30): an update may keep
+# a value that a tightened schema now rejects, as long as that value does not change.
+RATCHET = _schema(
+    {
+        "type": "object",
+        "properties": {
+            "replicas": {"type": "integer", "maximum": 10},
+            "name": {"type": "string", "x-kubernetes-validations": [{"rule": "self.size() <= 3"}]},
+            "other": {"type": "string"},
+            "gates": {
+                "type": "array",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+                "items": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "min": {"type": "integer", "minimum": 0}},
+                },
+            },
+        },
+    }
+)
+
+
+def test_unchanged_invalid_values_ratchet() -> None:
+    old = {"replicas": 11, "name": "toolong", "gates": [{"name": "a", "min": -1}]}
+    new = {**old, "other": "x", "gates": [{"name": "b", "min": 1}, {"name": "a", "min": -1}]}
+    assert _messages(RATCHET, new, old_spec=old) == []
+
+
+def test_changed_invalid_values_do_not_ratchet() -> None:
+    old = {"replicas": 11, "name": "toolong", "gates": [{"name": "a", "min": -1}]}
+    new = {"replicas": 12, "name": "longer", "gates": [{"name": "a", "min": -2}]}
+    assert _messages(RATCHET, new, old_spec=old) == [
+        "spec.replicas: Invalid value: 12: spec.replicas in body should be less than or equal to 10",
+        "spec.gates[0].min: Invalid value: -2: "
+        "spec.gates[0].min in body should be greater than or equal to 0",
+        'spec.name: Invalid value: "string": failed rule: self.size() <= 3',
+    ]
+
+
 # --------------------------------------------------------------------------------------------------
 # The 422 body
 

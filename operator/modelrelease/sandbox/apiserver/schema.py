@@ -215,11 +215,14 @@ def validate(
 ) -> list[FieldError]:
     """Validate `obj` (pruned and defaulted) against the schema, then its CEL rules.
 
-    As in the apiserver, CEL rules are skipped when a type or enum error makes them unreliable, and
-    one error says so; transition rules (those using `oldSelf`) only run where `old` has a value.
+    As in the apiserver: CEL rules are skipped when a type or enum error makes them unreliable, and
+    one error says so; transition rules (those using `oldSelf`) only run where `old` has a value; and
+    on updates validation ratchets (CRDValidationRatcheting, on by default since 1.30): a value equal
+    to its old value (object properties and map-list items correlate) is not re-validated, so an
+    object stored under an older schema can still be updated elsewhere.
     """
     errors: list[FieldError] = []
-    _check(obj, schema, "", errors)
+    _check(obj, schema, "", errors, old)
     if any(e.reason in (TYPE_INVALID, NOT_SUPPORTED) for e in errors):
         detail = (
             "some validation rules were not checked because the object was invalid; "
@@ -234,7 +237,11 @@ def _in_body(path: str, text: str) -> str:
     return f"{path} in body {text}"
 
 
-def _check(value: JSON, schema: dict[str, Any], path: str, errors: list[FieldError]) -> None:
+def _check(
+    value: JSON, schema: dict[str, Any], path: str, errors: list[FieldError], old: JSON = None
+) -> None:
+    if old is not None and json_equal(value, old):
+        return  # ratcheting: unchanged values keep whatever validity they had
     if value is None:
         if not schema.get("nullable") and _declared_type(schema):
             detail = _in_body(path, f'must be of type {_declared_type(schema)}: "null"')
@@ -246,13 +253,13 @@ def _check(value: JSON, schema: dict[str, Any], path: str, errors: list[FieldErr
     elif isinstance(value, int | float) and not isinstance(value, bool):
         _check_number(value, schema, path, errors)
     elif isinstance(value, list):
-        _check_list(value, schema, path, errors)
+        _check_list(value, schema, path, errors, old)
     if "enum" in schema and not any(json_equal(value, allowed) for allowed in schema["enum"]):
         supported = [v if isinstance(v, str) else json.dumps(v) for v in schema["enum"]]
         detail = "supported values: " + ", ".join(json.dumps(v, ensure_ascii=False) for v in supported)
         errors.append(_field_error(path, NOT_SUPPORTED, value, detail))
     if isinstance(value, dict):
-        _check_object(value, schema, path, errors)
+        _check_object(value, schema, path, errors, old if isinstance(old, dict) else {})
 
 
 def _declared_type(schema: dict[str, Any]) -> str:
@@ -331,7 +338,9 @@ def _check_number(value: float, schema: dict[str, Any], path: str, errors: list[
         )
 
 
-def _check_list(value: list[Any], schema: dict[str, Any], path: str, errors: list[FieldError]) -> None:
+def _check_list(
+    value: list[Any], schema: dict[str, Any], path: str, errors: list[FieldError], old: JSON
+) -> None:
     if "minItems" in schema and len(value) < schema["minItems"]:
         detail = _in_body(path, f"should have at least {schema['minItems']} items")
         errors.append(_field_error(path, INVALID, len(value), detail))
@@ -340,7 +349,7 @@ def _check_list(value: list[Any], schema: dict[str, Any], path: str, errors: lis
     items = schema.get("items")
     if isinstance(items, dict):
         for i, item in enumerate(value):
-            _check(item, items, f"{path}[{i}]", errors)
+            _check(item, items, f"{path}[{i}]", errors, _old_item(schema, item, old))
     _check_list_type(value, schema, path, errors)
 
 
@@ -368,7 +377,9 @@ def _check_list_type(value: list[Any], schema: dict[str, Any], path: str, errors
             seen.append(identity)
 
 
-def _check_object(value: dict[str, Any], schema: dict[str, Any], path: str, errors: list[FieldError]) -> None:
+def _check_object(
+    value: dict[str, Any], schema: dict[str, Any], path: str, errors: list[FieldError], old: dict[str, Any]
+) -> None:
     if "minProperties" in schema and len(value) < schema["minProperties"]:
         detail = _in_body(path, f"should have at least {schema['minProperties']} properties")
         errors.append(_field_error(path, INVALID, len(value), detail))
@@ -377,12 +388,12 @@ def _check_object(value: dict[str, Any], schema: dict[str, Any], path: str, erro
     properties: dict[str, Any] = schema.get("properties", {})
     for key, child in properties.items():
         if key in value:
-            _check(value[key], child, _join(path, key), errors)
+            _check(value[key], child, _join(path, key), errors, old.get(key))
     additional = schema.get("additionalProperties")
     if isinstance(additional, dict):
         for key, item in value.items():
             if key not in properties:
-                _check(item, additional, _join(path, key), errors)
+                _check(item, additional, _join(path, key), errors, old.get(key))
     for key in schema.get("required", []):
         if key not in value:
             errors.append(_field_error(_join(path, key), REQUIRED))
@@ -493,19 +504,21 @@ def _check_rule(
     transition = bool(_OLD_SELF.search(text))
     if transition and old is None:
         return None  # a transition rule runs only on an update that has an old value here
+    if not transition and old is not None and json_equal(value, old):
+        return None  # ratcheting
     node_type = str(schema.get("type", ""))
     old_self = old if transition else None
     try:
         holds = cel.evaluate(text, value, old_self)
     except cel.CELError as error:
-        text = cel.error_text(error)
-        if text.startswith("no such overload"):
+        problem = cel.error_text(error)
+        if problem.startswith("no such overload"):
             detail = (
-                f"'{text}': call arguments did not match a supported operator, function or macro signature "
-                f"for rule: {_rule_text(rule)}"
+                f"'{problem}': call arguments did not match a supported operator, function or macro "
+                f"signature for rule: {_rule_text(rule)}"
             )
         else:
-            detail = f"{text} evaluating rule: {_rule_text(rule)}"
+            detail = f"{problem} evaluating rule: {_rule_text(rule)}"
         return _field_error(path, INVALID, node_type, detail)
     if holds:
         return None
