@@ -60,8 +60,9 @@ REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 _ONE_REFERENCE = "exactly one of spec.model.version, spec.model.alias or spec.model.stage must be set"
 _RESERVED_ALIAS = "spec.model.alias must not be 'latest' or 'v<N>': MLflow reserves those names"
 _GATE_NEEDS_BOUND = "a metric gate in spec.verify.metrics needs min or max"
-_NO_MODEL_URI_ENV = "spec.serving.env must not set MODEL_URI: the operator sets it to the pinned model URI"
-
+_NO_MODEL_URI_ENV = (
+    f"spec.serving.env must not set {MODEL_URI_ENV}: the operator sets it to the pinned model URI"
+)
 _POLL_INTERVAL_BOUNDS = "spec.registry.pollInterval must be between 5s and 24h"
 
 MIN_POLL_INTERVAL_SECONDS = 5.0
@@ -70,7 +71,9 @@ MAX_POLL_INTERVAL_SECONDS = 86400.0
 _DURATION_RE = re.compile(DURATION_PATTERN)
 _DURATION_PART_RE = re.compile(r"([0-9]+(?:[.][0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_RESERVED_ALIAS_RE = re.compile(r"^[vV][0-9]+$")
+# Alias names MLflow reserves: `latest` in any case, and `v<N>` (it means version N).
+RESERVED_ALIAS_PATTERN = r"^([Ll][Aa][Tt][Ee][Ss][Tt]|[vV][0-9]+)$"
+_RESERVED_ALIAS_RE = re.compile(RESERVED_ALIAS_PATTERN)
 _MODEL_URI_RE = re.compile(
     r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<versions>versions/)?(?P<tail>[^/]+))$"
 )
@@ -191,7 +194,7 @@ class ModelRef(ApiModel):
             _ONE_REFERENCE,
         ),
         CelRule(
-            "!has(self.alias) || !self.alias.matches('^([Ll][Aa][Tt][Ee][Ss][Tt]|[vV][0-9]+)$')",
+            f"!has(self.alias) || !self.alias.matches('{RESERVED_ALIAS_PATTERN}')",
             _RESERVED_ALIAS,
         ),
     )
@@ -212,12 +215,11 @@ class ModelRef(ApiModel):
     the version tag named by verify.digestTag; the strongest check."""
 
     @model_validator(mode="after")
-    def _one_reference(self) -> ModelRef:
+    def _reference_rules(self) -> ModelRef:
         given = [kind for kind in ("version", "alias", "stage") if getattr(self, kind) is not None]
         if len(given) != 1:
             raise ValueError(_ONE_REFERENCE)
-        alias = self.alias
-        if alias is not None and (alias.lower() == "latest" or _RESERVED_ALIAS_RE.match(alias)):
+        if self.alias is not None and _RESERVED_ALIAS_RE.match(self.alias):
             raise ValueError(_RESERVED_ALIAS)
         return self
 
@@ -228,7 +230,7 @@ class ModelRef(ApiModel):
             return "version", self.version
         if self.alias is not None:
             return "alias", self.alias
-        assert self.stage is not None  # guaranteed by _one_reference
+        assert self.stage is not None  # guaranteed by _reference_rules
         return "stage", self.stage
 
     @property
@@ -418,12 +420,13 @@ class TemplateMetadata(ApiModel):
 
     cel_rules = (
         CelRule(
-            "!has(self.labels) || self.labels.all(k, !k.startsWith('modelrelease.io/'))",
-            "spec.serving.template.metadata.labels: keys under modelrelease.io/ are the operator's",
+            f"!has(self.labels) || self.labels.all(k, !k.startsWith('{OPERATOR_KEY_PREFIX}'))",
+            f"spec.serving.template.metadata.labels: keys under {OPERATOR_KEY_PREFIX} are the operator's",
         ),
         CelRule(
-            "!has(self.annotations) || self.annotations.all(k, !k.startsWith('modelrelease.io/'))",
-            "spec.serving.template.metadata.annotations: keys under modelrelease.io/ are the operator's",
+            f"!has(self.annotations) || self.annotations.all(k, !k.startsWith('{OPERATOR_KEY_PREFIX}'))",
+            "spec.serving.template.metadata.annotations: "
+            f"keys under {OPERATOR_KEY_PREFIX} are the operator's",
         ),
     )
 
@@ -495,7 +498,7 @@ class ServingSpec(ApiModel):
             "nodeSelector, tolerations and affinity: those shape a managed Deployment",
         ),
         CelRule(
-            "!has(self.env) || !self.env.exists(e, has(e.name) && e.name == 'MODEL_URI')",
+            f"!has(self.env) || !self.env.exists(e, has(e.name) && e.name == '{MODEL_URI_ENV}')",
             _NO_MODEL_URI_ENV,
         ),
         CelRule(
