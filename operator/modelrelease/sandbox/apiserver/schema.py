@@ -12,8 +12,9 @@ keywords: type, nullable, enum, required, properties, additionalProperties, item
 maximum, exclusiveMinimum, exclusiveMaximum, multipleOf, minLength, maxLength, pattern, format
 (date-time, date, uuid, ipv4, ipv6, cidr, byte), minItems, maxItems, minProperties,
 maxProperties, x-kubernetes-list-type set/map uniqueness, x-kubernetes-int-or-string,
-x-kubernetes-preserve-unknown-fields, x-kubernetes-embedded-resource. Not supported: allOf, anyOf,
-oneOf, not, uniqueItems, validation ratcheting, CEL cost budgets and `optionalOldSelf`.
+x-kubernetes-preserve-unknown-fields, x-kubernetes-embedded-resource, and ratcheting on updates.
+Not supported: allOf, anyOf, oneOf, not, uniqueItems, CEL cost budgets, `optionalOldSelf`, and the
+Kubernetes CEL libraries cel-python lacks (quantity, url, ip, isSorted …: such rules fail to evaluate).
 """
 
 from __future__ import annotations
