@@ -122,6 +122,9 @@ JSON_PATCH_OK: list[tuple[str, list[dict[str, Any]], dict[str, Any]]] = [
     ("escaped pointer", [{"op": "add", "path": "/data/a~1b~0c", "value": "1"}], {"k": "v", "a/b~c": "1"}),
     ("move", [{"op": "move", "from": "/data/k", "path": "/data/m"}], {"m": "v"}),
     ("copy", [{"op": "copy", "from": "/metadata/name", "path": "/data/name"}], {"k": "v", "name": "cm"}),
+    # the library reads a missing member as null: copying it copies null, testing it against null passes
+    ("copy missing member", [{"op": "copy", "from": "/data/nope", "path": "/data/n"}], {"k": "v", "n": None}),
+    ("test missing member is null", [{"op": "test", "path": "/data/nope", "value": None}], {"k": "v"}),
     (
         "test then replace",
         [{"op": "test", "path": "/data/k", "value": "v"}, {"op": "replace", "path": "/data/k", "value": "z"}],
