@@ -340,3 +340,17 @@ def test_builtin_validation_rejects_selector_mismatch(kubectl: Kubectl, namespac
         "spec.template.metadata.labels" in result.stderr
         and "`selector` does not match template `labels`" in result.stderr
     )
+
+
+def test_unknown_builtin_field_rejected_by_strict_validation(kubectl: Kubectl, namespace: str) -> None:
+    typo = DEPLOYMENT.replace(
+        "image: example/server:1.0", "image: example/server:1.0\n          imagePullPolice: Always"
+    )
+    result = kubectl("apply", "-n", namespace, "-f", "-", input=typo, check=False)
+    assert result.returncode != 0
+    assert 'unknown field "spec.template.spec.containers[0].imagePullPolice"' in result.stderr
+    # without strict validation the field is dropped with a warning, as the real server does
+    lenient = kubectl("apply", "-n", namespace, "--validate=warn", "-f", "-", input=typo)
+    assert 'unknown field "spec.template.spec.containers[0].imagePullPolice"' in lenient.stderr
+    dep = _json(kubectl, "get", "deployment", "web", "-n", namespace)
+    assert "imagePullPolice" not in dep["spec"]["template"]["spec"]["containers"][0]

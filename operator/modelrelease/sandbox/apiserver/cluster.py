@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from . import conversion, crds, defaults, managed, validation
+from . import builtin_schema, conversion, crds, defaults, managed, validation
 from . import patch as patching
 from . import schema as crd_schema
 from .errors import ApiError, already_exists, bad_request, conflict, invalid, not_found
@@ -217,38 +217,40 @@ class Cluster:
     # ---- admission: defaulting, pruning, validation ----
 
     def _admit(self, rt: ResourceType, obj: Obj, old: Obj | None, opts: WriteOptions) -> list[str]:
-        warnings: list[str] = []
+        """Prune unknown fields (refused when Strict, warned about when Warn), default, validate."""
+        meta, api_version, kind = obj["metadata"], obj.get("apiVersion"), obj.get("kind")
+        if rt.builtin:
+            unknown = builtin_schema.prune_unknown(obj)
+        elif rt.schema is not None:
+            pruned_obj, unknown = crd_schema.prune_and_default(rt.schema, obj)
+            # metadata, apiVersion and kind are the server's business, never the schema's
+            admitted = {**pruned_obj, "metadata": meta, "apiVersion": api_version, "kind": kind}
+            obj.clear()
+            obj.update(admitted)
+            unknown = [p for p in unknown if p.split(".", 1)[0] not in ("metadata", "apiVersion", "kind")]
+        else:
+            unknown = []
+        if unknown and opts.field_validation == "Strict":
+            fields = ", ".join(f'unknown field "{p}"' for p in unknown)
+            raise bad_request(
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                f"strict decoding error: {fields}"
+            )
+        warnings = [f'unknown field "{p}"' for p in unknown] if opts.field_validation == "Warn" else []
         if rt.builtin:
             defaults.apply_defaults(rt.group, rt.kind, obj)
             causes = validation.validate(rt.group, rt.kind, obj, old)
             if causes:
-                raise invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), causes)
+                raise invalid(rt.kind, rt.group, meta.get("name", ""), causes)
             if rt.storage_key == _CRDS:
                 crds.validate_crd(obj)
                 crds.set_status(obj, old)
-            return warnings
-        if rt.schema is None:
-            return warnings
-        meta, api_version, kind = obj["metadata"], obj.get("apiVersion"), obj.get("kind")
-        pruned_obj, pruned = crd_schema.prune_and_default(rt.schema, obj)
-        # metadata, apiVersion and kind are the server's business, never the schema's
-        admitted = {**pruned_obj, "metadata": meta, "apiVersion": api_version, "kind": kind}
-        obj.clear()
-        obj.update(admitted)
-        pruned = [p for p in pruned if p.split(".", 1)[0] not in ("metadata", "apiVersion", "kind")]
-        if pruned and opts.field_validation == "Strict":
-            unknown = ", ".join(f'unknown field "{p}"' for p in pruned)
-            raise bad_request(
-                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
-                f"strict decoding error: {unknown}"
-            )
-        if opts.field_validation == "Warn":
-            warnings.extend(f'unknown field "{p}"' for p in pruned)
-        errors = crd_schema.validate(rt.schema, obj, old)
-        if errors:
-            err = ApiError(422, "Invalid", "invalid")
-            err.body = crd_schema.invalid_status(rt.kind, rt.group, meta.get("name", ""), errors)
-            raise err
+        elif rt.schema is not None:
+            errors = crd_schema.validate(rt.schema, obj, old)
+            if errors:
+                err = ApiError(422, "Invalid", "invalid")
+                err.body = crd_schema.invalid_status(rt.kind, rt.group, meta.get("name", ""), errors)
+                raise err
         return warnings
 
     def _after_write(self, rt: ResourceType, stored: Obj) -> None:
