@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelrelease.sandbox.apiserver import managed
+from modelrelease.sandbox.apiserver import managed, validation
 from modelrelease.sandbox.apiserver.errors import ApiError
 from modelrelease.sandbox.apiserver.selectors import parse_field_selector, parse_label_selector
 from modelrelease.sandbox.apiserver.store import Store
@@ -141,3 +141,19 @@ def test_store_replays_history_and_reports_compaction() -> None:
     with pytest.raises(ApiError) as expired:
         store.watch(key, "ns", lambda _: True, since=1)
     assert expired.value.code == 410
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "ok"),
+    [
+        ({"app.kubernetes.io/name": "web", "empty": ""}, {"modelrelease.io/version": "7"}, True),
+        ({"app": "has space"}, {}, False),
+        ({"app": "x" * 64}, {}, False),
+        ({"-bad": "x"}, {}, False),
+        ({}, {"Bad_Prefix.io/x": "1"}, False),
+        ({}, {"big": "x" * (256 * 1024)}, False),
+    ],
+)
+def test_label_and_annotation_rules(labels: dict[str, str], annotations: dict[str, str], ok: bool) -> None:
+    causes = validation.metadata({"metadata": {"labels": labels, "annotations": annotations}})
+    assert (causes == []) is ok

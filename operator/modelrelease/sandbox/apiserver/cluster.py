@@ -237,6 +237,9 @@ class Cluster:
                 f"strict decoding error: {fields}"
             )
         warnings = [f'unknown field "{p}"' for p in unknown] if opts.field_validation == "Warn" else []
+        bad_metadata = validation.metadata(obj)
+        if bad_metadata:
+            raise invalid(rt.kind, rt.group, meta.get("name", ""), bad_metadata)
         if rt.builtin:
             defaults.apply_defaults(rt.group, rt.kind, obj)
             causes = validation.validate(rt.group, rt.kind, obj, old)

@@ -3,11 +3,16 @@ Service ports), with the real server's field paths and messages. Pure: returns I
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 Obj = dict[str, Any]
 Cause = tuple[str, str, str]  # (reason, field, message after the field)
 
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_ANNOTATIONS_LIMIT = 256 * 1024
 _WORKLOADS = {("apps", "Deployment"), ("apps", "ReplicaSet"), ("apps", "StatefulSet"), ("apps", "DaemonSet")}
 
 
@@ -105,8 +110,63 @@ def _service(obj: Obj) -> list[Cause]:
     return causes
 
 
+def _key_ok(key: str) -> bool:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return 0 < len(name) <= 63 and bool(_QUALIFIED_NAME.match(name))
+
+
+def metadata(obj: Obj) -> list[Cause]:
+    """Label and annotation rules that hold for every kind."""
+    meta = obj.get("metadata") or {}
+    causes: list[Cause] = []
+    for key, value in (meta.get("labels") or {}).items():
+        if not _key_ok(str(key)):
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    "metadata.labels",
+                    f'Invalid value: "{key}": name part must '
+                    "consist of alphanumeric characters, '-', '_' or '.', and must start and end with "
+                    "an alphanumeric character",
+                )
+            )
+        elif not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    "metadata.labels",
+                    f'Invalid value: "{value}": a valid label '
+                    "must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+                    "and must start and end with an alphanumeric character",
+                )
+            )
+    annotations = meta.get("annotations") or {}
+    for key in annotations:
+        if not _key_ok(str(key)):
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    "metadata.annotations",
+                    f'Invalid value: "{key}": name part '
+                    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+                    "with an alphanumeric character",
+                )
+            )
+    if sum(len(str(k)) + len(str(v)) for k, v in annotations.items()) > _ANNOTATIONS_LIMIT:
+        causes.append(
+            (
+                "FieldValueTooLong",
+                "metadata.annotations",
+                f"Too long: must have at most {_ANNOTATIONS_LIMIT} bytes",
+            )
+        )
+    return causes
+
+
 def validate(group: str, kind: str, obj: Obj, old: Obj | None) -> list[Cause]:
-    """The causes of a 422 for a built-in object (empty when it passes)."""
+    """The causes of a 422 for a built-in object's kind-specific rules (empty when it passes)."""
     if (group, kind) in _WORKLOADS:
         return _workload(obj, old)
     if (group, kind) == ("batch", "Job"):
