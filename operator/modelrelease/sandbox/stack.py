@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import shlex
@@ -25,10 +26,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,7 +76,7 @@ def up(directory: Path) -> SandboxInfo:
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     with _exclusive(directory):
-        running = [name for name, entry in _read_state(directory).items() if _members(entry)]
+        running = [name for name, entry in _read_state(directory).items() if _members([entry])]
         if running:
             raise SandboxError(
                 f"a sandbox is already running in {directory} ({', '.join(running)}); "
@@ -82,7 +84,8 @@ def up(directory: Path) -> SandboxInfo:
             )
         stack = _Stack(directory)
         try:
-            return stack.start()
+            with _interruptible():
+                return stack.start()
         except BaseException:  # KeyboardInterrupt included: Ctrl-C during up leaves nothing behind
             stack.stop()
             raise
@@ -229,7 +232,7 @@ class _Stack:
         for attempt in range(1, _MLFLOW_BIND_ATTEMPTS + 1):
             url = f"http://{HOST}:{port}"
             try:
-                self._wait("mlflow", lambda url=url: _http_ok(f"{url}/health"))  # type: ignore[misc]
+                self._wait("mlflow", functools.partial(_http_ok, f"{url}/health"))
                 return url
             except SandboxError:
                 log = Path(self.components["mlflow"]["log"])
@@ -249,24 +252,43 @@ class _Stack:
 def _stop(components: Mapping[str, Mapping[str, Any]]) -> None:
     """SIGTERM every live member of each component's process group, SIGKILL what is left after a bound."""
     for sig, bound in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, KILL_TIMEOUT)):
-        alive = [pid for entry in reversed(list(components.values())) for pid in _members(entry)]
+        alive = _members(components.values())
         for pid in alive:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + bound
         while alive and time.monotonic() < deadline:
-            _reap()
-            alive = [pid for entry in components.values() for pid in _members(entry)]
-            if alive:
-                time.sleep(0.1)
+            time.sleep(0.1)
+            _reap(components.values())
+            alive = _members(components.values())
         if not alive:
             return
 
 
-def _reap() -> None:
-    for pid, process in list(_children.items()):
-        if process.poll() is not None:
-            del _children[pid]
+def _reap(components: Iterable[Mapping[str, Any]]) -> None:
+    """Collect the exit status of stopped leaders this process started, so none lingers as a zombie."""
+    for entry in components:
+        process = _children.get(int(entry["pid"]))
+        if process is not None and process.poll() is not None:
+            del _children[process.pid]
+
+
+@dataclass(frozen=True)
+class _Proc:
+    pid: int
+    pgrp: int
+    start: str  # starttime in clock ticks: with the pid, identifies one process for its lifetime
+
+
+def _processes() -> list[_Proc]:
+    """Live (not zombie) processes, from /proc."""
+    table = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _proc_stat(int(entry.name))
+            if fields is not None and fields[0] not in ("Z", "X"):
+                table.append(_Proc(int(entry.name), int(fields[2]), fields[19]))
+    return table
 
 
 def _proc_stat(pid: int) -> list[str] | None:
@@ -280,26 +302,41 @@ def _proc_stat(pid: int) -> list[str] | None:
 
 def _start_ticks(pid: int) -> str | None:
     fields = _proc_stat(pid)
-    return fields[19] if fields else None  # starttime: with the pid, identifies one process for its lifetime
+    return fields[19] if fields else None
 
 
-def _members(entry: Mapping[str, Any]) -> list[int]:
-    """Live processes of a component: its leader (if still the same process) and the rest of its group."""
-    leader = int(entry["pid"])
+def _members(components: Iterable[Mapping[str, Any]]) -> list[int]:
+    """Live processes of the components: each leader (if still the same process) and the rest of its group."""
+    table = _processes()
     members = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        fields = _proc_stat(int(proc.name))
-        if fields is None or fields[0] in ("Z", "X") or int(fields[2]) != leader:
-            continue
-        # A process leading group `leader` is ours only if it is the very process we started (pids recycle).
-        if int(proc.name) != leader or fields[19] == entry.get("start"):
-            members.append(int(proc.name))
+    for entry in components:
+        leader = int(entry["pid"])
+        for proc in table:
+            # A process leading group `leader` is ours only if it is the very one we started (pids recycle).
+            if proc.pgrp == leader and (proc.pid != leader or proc.start == entry.get("start")):
+                members.append(proc.pid)
     return members
 
 
 # -- small helpers -------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """While `up` runs, SIGTERM and SIGHUP interrupt it like Ctrl-C, so it still stops what it started."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
