@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -173,10 +174,14 @@ class Kube:
         )
 
     async def hpa_targets(self, namespace: str, deployment: str) -> bool:
-        """Whether a HorizontalPodAutoscaler in the namespace scales this Deployment."""
-        listing = self._plain(
-            await self._run(self._autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace)
+        """Whether a HorizontalPodAutoscaler in the namespace scales this Deployment.
+
+        Read as raw JSON: an HPA its controller has not yet given a status does not fit the client's
+        typed model, and only spec.scaleTargetRef matters here."""
+        response = await self._run(
+            self._autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace, _preload_content=False
         )
+        listing: dict[str, Any] = json.loads(response.data)
         return any(
             (hpa.get("spec", {}).get("scaleTargetRef") or {}).get("kind") == "Deployment"
             and hpa["spec"]["scaleTargetRef"].get("name") == deployment

@@ -1,0 +1,66 @@
+"""Fixtures of the operator integration tests: one operator process, one model registrar, shared by
+every tests/integration/test_operator_*.py module (they share the session's sandbox too)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from helpers import CRD, Cluster, Models, Operator
+
+from modelrelease.sandbox.stack import SandboxInfo
+
+
+@pytest.fixture(scope="session")
+def cluster(sandbox: SandboxInfo) -> Cluster:
+    """The sandbox's API (official client), with the ModelRelease CRD installed by the real kubectl."""
+    env = {**os.environ, **sandbox.env}
+    subprocess.run(["kubectl", "apply", "-f", str(CRD)], env=env, check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "kubectl",
+            "wait",
+            "--for=condition=Established",
+            "crd/modelreleases.modelrelease.io",
+            "--timeout=60s",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=90,
+    )
+    return Cluster(sandbox)
+
+
+@pytest.fixture(scope="session")
+def models(sandbox: SandboxInfo) -> Iterator[Models]:
+    """Real scikit-learn models registered in the sandbox's MLflow (client env set in this process)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in sandbox.env.items():
+            patch.setenv(key, value)
+        # The blocking MLflow client used to set up fixtures must fail fast, not retry for minutes.
+        patch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        patch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+        yield Models(sandbox)
+
+
+@pytest.fixture
+def ns(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test; its ModelReleases are deleted afterwards (fewer pollers)."""
+    prefix = request.node.name.removeprefix("test_").replace("_", "-")[:20].strip("-")
+    namespace = cluster.namespace(prefix)
+    yield namespace
+    cluster.delete_releases(namespace)
+
+
+@pytest.fixture(scope="session")
+def operator(sandbox: SandboxInfo, cluster: Cluster) -> Iterator[Operator]:
+    """The real operator process (`modelrelease run`), watching every namespace of the sandbox."""
+    process = Operator(sandbox, sandbox.dir / "logs" / "operator.log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()

@@ -1,0 +1,351 @@
+"""Shared helpers of the operator integration tests: the real operator process, a real MLflow model
+registrar, a stoppable reverse proxy in front of the registry, and bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import kubernetes
+from aiohttp import ClientSession, web
+from kubernetes.client.exceptions import ApiException
+from prometheus_client.parser import text_string_to_metric_families
+
+from modelrelease.api.models import GROUP, PLURAL, VERSION
+from modelrelease.sandbox.simulator import FAULTS_CONFIGMAP, fault_key
+from modelrelease.sandbox.stack import SandboxInfo
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "modelrelease.io_modelreleases.yaml"
+
+
+def eventually(what: str, probe: Callable[[], T | None], timeout: float = 90.0, interval: float = 0.2) -> T:
+    """Poll `probe` until it returns something truthy; fail naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+# ------------------------------------------------------------------------------ Kubernetes side
+
+
+class Cluster:
+    """The sandbox's API through the official client."""
+
+    def __init__(self, sandbox: SandboxInfo) -> None:
+        api = kubernetes.config.new_client_from_config(config_file=str(sandbox.kubeconfig))
+        self.api = api
+        self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.apps = kubernetes.client.AppsV1Api(api)
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.autoscaling = kubernetes.client.AutoscalingV2Api(api)
+
+    def namespace(self, prefix: str) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        self.core.create_namespace({"metadata": {"name": name}})
+        return name
+
+    def apply_release(self, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelRelease",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+        try:
+            live = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, body
+            )
+            return created
+        patched: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"spec": spec},
+            _content_type="application/merge-patch+json",
+        )
+        del live
+        return patched
+
+    def delete_releases(self, namespace: str) -> None:
+        listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        for item in listing.get("items", []):
+            self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, item["metadata"]["name"]
+            )
+
+    def release(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def status(self, namespace: str, name: str) -> dict[str, Any]:
+        release = self.release(namespace, name) or {}
+        status: dict[str, Any] = release.get("status") or {}
+        return status
+
+    def condition(self, namespace: str, name: str, type_: str) -> dict[str, Any]:
+        conditions = self.status(namespace, name).get("conditions") or []
+        return next((c for c in conditions if c["type"] == type_), {})
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = self.apps.read_namespaced_deployment(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        plain: dict[str, Any] = self.api.sanitize_for_serialization(obj)
+        return plain
+
+    def model_uri(self, namespace: str, name: str, container: int = 0) -> str | None:
+        deployment = self.deployment(namespace, name)
+        if deployment is None:
+            return None
+        env = deployment["spec"]["template"]["spec"]["containers"][container].get("env") or []
+        return next((e.get("value") for e in env if e["name"] == "MODEL_URI"), None)
+
+    def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        listing = self.api.sanitize_for_serialization(self.core.list_namespaced_event(namespace))
+        return [e for e in listing.get("items", []) if e.get("involvedObject", {}).get("name") == name]
+
+    def inject_fault(self, namespace: str, model_uri: str, fault: str) -> None:
+        body = {
+            "metadata": {"name": FAULTS_CONFIGMAP, "namespace": namespace},
+            "data": {fault_key(model_uri): fault},
+        }
+        try:
+            self.core.create_namespaced_config_map(namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.core.patch_namespaced_config_map(FAULTS_CONFIGMAP, namespace, {"data": body["data"]})
+
+
+def history(status: dict[str, Any]) -> list[tuple[str, str | None]]:
+    return [(h["version"], h.get("outcome")) for h in status.get("history") or []]
+
+
+# ------------------------------------------------------------------------------ MLflow side
+
+
+class Models:
+    """Registers real scikit-learn models (trained once, logged per version with its own run)."""
+
+    def __init__(self, sandbox: SandboxInfo) -> None:
+        import boto3
+        import mlflow
+        from mlflow.models import infer_signature
+        from sklearn.datasets import load_iris
+        from sklearn.linear_model import LogisticRegression
+
+        self.sandbox = sandbox
+        mlflow.set_tracking_uri(sandbox.mlflow_url)
+        mlflow.set_experiment("operator-integration")
+        self.mlflow = mlflow
+        self.client = mlflow.MlflowClient()
+        self.s3 = boto3.client("s3", endpoint_url=sandbox.s3_url)
+        x, y = load_iris(return_X_y=True, as_frame=True)
+        self.estimator = LogisticRegression(max_iter=300).fit(x, y)
+        self.signature = infer_signature(x, self.estimator.predict(x))
+
+    def register(self, name: str, f1: float = 0.95, stamp: bool = True) -> str:
+        from modelrelease.registry.commands import stamp_command
+
+        with self.mlflow.start_run():
+            self.mlflow.log_metric("f1", f1)
+            info = self.mlflow.sklearn.log_model(
+                self.estimator,
+                name="model",
+                signature=self.signature,
+                registered_model_name=name,
+                pip_requirements=["scikit-learn"],  # skips requirement inference (a subprocess per model)
+            )
+        version = str(info.registered_model_version)
+        if stamp:
+            stamp_command(name, version, "modelrelease.io/sha256")
+        return version
+
+    def move_alias(self, name: str, version: str, alias: str = "champion") -> None:
+        self.client.set_registered_model_alias(name, alias, version)
+
+    def tamper(self, name: str, version: str) -> None:
+        """Alter the stored model bytes behind the registry's back (after stamping)."""
+        uri = self.client.get_model_version_download_uri(name, version)
+        prefix = uri.split(":", 1)[1].lstrip("/")
+        listing = self.s3.list_objects_v2(Bucket=self.sandbox.bucket, Prefix=prefix)
+        # The serialized estimator: model.skops (MLflow 3's default for scikit-learn) or model.pkl.
+        key = next(o["Key"] for o in listing["Contents"] if o["Key"].endswith(("model.skops", "model.pkl")))
+        body = self.s3.get_object(Bucket=self.sandbox.bucket, Key=key)["Body"].read()
+        self.s3.put_object(Bucket=self.sandbox.bucket, Key=key, Body=body + b"\0")
+
+
+# ------------------------------------------------------------------------------ operator process
+
+
+class Operator:
+    """The real operator process (`python -m modelrelease.cli run`) against the sandbox."""
+
+    def __init__(self, sandbox: SandboxInfo, log: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.sandbox = sandbox
+        self.log = log
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.env = {
+            **os.environ,
+            **sandbox.env,
+            "MODELRELEASE_DEFAULT_TRACKING_URI": sandbox.mlflow_url,
+            "MODELRELEASE_METRICS_PORT": str(self.metrics_port),
+            "MODELRELEASE_HEALTH_PORT": str(self.health_port),
+            "MODELRELEASE_BIND_ADDRESS": "127.0.0.1",
+            **(extra_env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "modelrelease.cli", "run", "--verbose"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        eventually("the operator's liveness endpoint", self._alive, timeout=120)
+
+    def _alive(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"operator exited with {self.process.returncode}; see {self.log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        values = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return values
+
+    def metric(self, name: str, **labels: str) -> float:
+        wanted = tuple(sorted(labels.items()))
+        return sum(v for (n, ls), v in self.metrics().items() if n == name and set(wanted) <= set(ls))
+
+
+# ------------------------------------------------------------------------------ registry proxy
+
+
+class RegistryProxy:
+    """A reverse proxy in front of the MLflow server on a fixed loopback port, run in its own thread:
+    counts requests per path, and can be taken down and brought back (a registry outage)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.counts: Counter[str] = Counter()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._runner: web.AppRunner | None = None
+        self._session: ClientSession | None = None
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.counts[request.path] += 1
+        if self._session is None:
+            self._session = ClientSession()
+        headers = {k: v for k, v in request.headers.items() if k in ("Authorization", "Content-Type")}
+        async with self._session.request(
+            request.method, self.upstream + request.path_qs, data=await request.read(), headers=headers
+        ) as answer:
+            return web.Response(
+                status=answer.status, body=await answer.read(), content_type=answer.content_type
+            )
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def _stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def up(self) -> None:
+        self._call(self._start())
+
+    def down(self) -> None:
+        self._call(self._stop())
+
+    def close(self) -> None:
+        self.down()
+        if self._session is not None:
+            self._call(self._session.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+@contextmanager
+def registry_proxy(upstream: str) -> Iterator[RegistryProxy]:
+    proxy = RegistryProxy(upstream)
+    proxy.up()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
