@@ -7,6 +7,7 @@ rolled back to v2. The history table at the end is read from the ModelRelease's 
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -53,6 +54,8 @@ class Demo:
 
         self.info = info
         os.environ.update(info.env)
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
         mlflow.set_tracking_uri(info.mlflow_url)
         self.mlflow = mlflow.MlflowClient()
         self.s3 = boto3.client("s3", endpoint_url=info.s3_url)
@@ -113,7 +116,8 @@ class Demo:
         uri = self.mlflow.get_model_version_download_uri(MODEL, version)
         prefix = uri.split(":", 1)[1].lstrip("/")
         listing = self.s3.list_objects_v2(Bucket=self.info.bucket, Prefix=prefix)
-        key = next(o["Key"] for o in listing["Contents"] if o["Key"].endswith("model.pkl"))
+        # The serialized estimator: model.skops (MLflow 3's default for scikit-learn) or model.pkl.
+        key = next(o["Key"] for o in listing["Contents"] if o["Key"].endswith(("model.skops", "model.pkl")))
         body = self.s3.get_object(Bucket=self.info.bucket, Key=key)["Body"].read()
         self.s3.put_object(Bucket=self.info.bucket, Key=key, Body=body + b"\0")
         print(f"    altered s3://{self.info.bucket}/{key} after stamping")
@@ -201,7 +205,14 @@ def kubectl(info: stack.SandboxInfo, *args: str, stdin: str | None = None) -> st
 
 @contextmanager
 def operator_process(info: stack.SandboxInfo, log: Path) -> Iterator[None]:
-    env = {**os.environ, **info.env, "MODELRELEASE_DEFAULT_TRACKING_URI": info.mlflow_url}
+    env = {
+        **os.environ,
+        **info.env,
+        "MODELRELEASE_DEFAULT_TRACKING_URI": info.mlflow_url,
+        "MODELRELEASE_BIND_ADDRESS": "127.0.0.1",
+        "MODELRELEASE_METRICS_PORT": str(stack.free_port()),
+        "MODELRELEASE_HEALTH_PORT": str(stack.free_port()),
+    }
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "modelrelease.cli", "run"], env=env, stdout=out, stderr=subprocess.STDOUT

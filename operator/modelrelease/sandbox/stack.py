@@ -209,7 +209,7 @@ class _Stack:
             time.sleep(0.1)
 
     def _spawn_mlflow(self, s3_url: str) -> int:
-        port = _free_port()
+        port = free_port()
         env = {k: v for k, v in os.environ.items() if k not in ("AWS_PROFILE", "AWS_SESSION_TOKEN")}
         env.update(AWS_ENV)
         env["MLFLOW_S3_ENDPOINT_URL"] = s3_url
@@ -373,7 +373,8 @@ def _read_port(path: Path) -> int | None:
         return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on the loopback address that is free now (the kernel picks it)."""
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         port: int = probe.getsockname()[1]
