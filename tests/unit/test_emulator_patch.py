@@ -600,38 +600,75 @@ def test_strategic_merge_patch_keeps_untouched_fields() -> None:
     assert result == {**LIVE, "spec": {**LIVE["spec"], "replicas": 3}}
 
 
-def test_service_ports_merge_by_port() -> None:
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "s"},
-        "spec": {"ports": [{"port": 80, "name": "a"}]},
-    }
-    result = strategic_merge_patch(service, {"spec": {"ports": [{"port": 81, "name": "b"}]}}, "Service")
-    assert result["spec"]["ports"] == [{"port": 81, "name": "b"}, {"port": 80, "name": "a"}]
+# (id, object of another kind, patch, expected object)
+OTHER_KIND_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
+    (
+        "Service ports merge by port",
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}},
+        {"spec": {"ports": [{"port": 81, "name": "b"}, {"port": 80, "name": "a"}]}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "s"},
+            "spec": {"ports": [{"port": 81, "name": "b"}, {"port": 80, "name": "a"}]},
+        },
+    ),
+    (
+        "ownerReferences merge by uid",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c", "ownerReferences": [{"uid": "1"}]},
+        },
+        {"metadata": {"ownerReferences": [{"uid": "1", "controller": True}]}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c", "ownerReferences": [{"uid": "1", "controller": True}]},
+        },
+    ),
+    (
+        "Pod conditions merge by type",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p"},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}, {"type": "Initialized"}]},
+        },
+        {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p"},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "Initialized"}]},
+        },
+    ),
+    (
+        "RBAC rules are replaced",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "r"},
+            "rules": [{"verbs": ["get"]}],
+        },
+        {"rules": [{"verbs": ["list"]}]},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "r"},
+            "rules": [{"verbs": ["list"]}],
+        },
+    ),
+]
 
 
-def test_owner_references_merge_by_uid() -> None:
-    cm = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "c", "ownerReferences": [{"uid": "1", "name": "x"}]},
-    }
-    result = strategic_merge_patch(
-        cm, {"metadata": {"ownerReferences": [{"uid": "1", "controller": True}]}}, "ConfigMap"
-    )
-    assert result["metadata"]["ownerReferences"] == [{"uid": "1", "name": "x", "controller": True}]
-
-
-def test_rbac_rules_are_replaced() -> None:
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": "r"},
-        "rules": [{"verbs": ["get"]}],
-    }
-    result = strategic_merge_patch(role, {"rules": [{"verbs": ["list"]}]}, "Role")
-    assert result["rules"] == [{"verbs": ["list"]}]
+@pytest.mark.parametrize(
+    ("obj", "patch", "expected"), [pytest.param(o, p, e, id=n) for n, o, p, e in OTHER_KIND_CASES]
+)
+def test_strategic_merge_patch_of_other_kinds(
+    obj: dict[str, Any], patch: dict[str, Any], expected: Any
+) -> None:
+    assert strategic_merge_patch(obj, patch, obj["kind"]) == expected
 
 
 def test_other_kinds_merge_only_metadata_lists() -> None:
@@ -832,6 +869,7 @@ def _kubectl_patch(obj: dict[str, Any], patch: Any, patch_type: str) -> tuple[bo
 def _differential_cases() -> list[Any]:
     cases = [pytest.param(lv, p, "strategic", id=f"strategic: {n}") for n, lv, p, _, _ in STRATEGIC_CASES]
     cases += [pytest.param(LIVE, p, "strategic", id=f"strategic error: {m}") for p, m in STRATEGIC_ERRORS]
+    cases += [pytest.param(o, p, "strategic", id=f"strategic: {n}") for n, o, p, _ in OTHER_KIND_CASES]
     cases += [pytest.param(DOC, o, "json", id=f"json: {n}") for n, o, _ in JSON_PATCH_OK + JSON_PATCH_LISTS]
     # kubectl rewrites "doc is missing key" messages, so those are not compared
     cases += [
@@ -942,3 +980,42 @@ def test_strategic_merge_patch_agrees_with_kubectl_on_generated_patches(
         with pytest.raises(PatchError) as caught:
             strategic_merge_patch(live, patch, "Deployment")
         assert str(caught.value) == expected
+
+
+_pointers = st.sampled_from(
+    [
+        "/data/k",
+        "/data/n",
+        "/data/a~1b",
+        "/metadata/finalizers/0",
+        "/metadata/finalizers/1",
+        "/metadata/finalizers/-",
+        "/metadata/finalizers/5",
+        "/metadata/finalizers/x",
+        "/metadata/labels",
+        "/metadata/labels/app",
+        "/nope/deeper",
+        "x",
+    ]
+)
+_operations = st.one_of(
+    st.fixed_dictionaries(
+        {"op": st.sampled_from(["add", "replace", "test"]), "path": _pointers, "value": json_scalars}
+    ),
+    st.fixed_dictionaries({"op": st.just("remove"), "path": _pointers}),
+    st.fixed_dictionaries({"op": st.sampled_from(["move", "copy"]), "from": _pointers, "path": _pointers}),
+)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+@settings(max_examples=25, deadline=None)
+@given(st.lists(_operations, min_size=1, max_size=3))
+def test_json_patch_agrees_with_kubectl_on_generated_patches(ops: list[dict[str, Any]]) -> None:
+    ok, expected = _kubectl_patch(DOC, ops, "json")
+    if ok:
+        assert json_patch(DOC, ops) == expected
+    else:
+        with pytest.raises(PatchError) as caught:
+            json_patch(DOC, ops)
+        if not expected.startswith("Object to be patched is missing field"):  # kubectl's own rewording
+            assert str(caught.value) == expected
