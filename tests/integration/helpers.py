@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelrelease.api.models import GROUP, PLURAL, VERSION
 from modelrelease.sandbox.simulator import FAULTS_CONFIGMAP, fault_key
-from modelrelease.sandbox.stack import SandboxInfo
+from modelrelease.sandbox.stack import SandboxInfo, free_port
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
