@@ -466,7 +466,11 @@ async def test_digest_equals_the_digest_of_a_local_download(
 async def test_digest_is_the_same_through_the_proxy_and_straight_from_s3(
     sandbox: SandboxInfo, trees: TreeRegistrar, s3: Any, tmp_path: Path
 ) -> None:
-    files = {"MLmodel": b"flavors: {}\n", "data/a.bin": os.urandom(3000), "data/deeper/b.txt": b"b"}
+    files = {
+        "MLmodel": b"flavors: {}\n",
+        "data/a b.bin": os.urandom(3000),  # names that need quoting in a URL
+        "data/deeper/\u00e9t\u00e9+1.txt": b"b",  # ("#" is cut off by the MLflow client's upload)
+    }
     local = write_tree(tmp_path, files)
     proxied, direct = await asyncio.gather(
         asyncio.to_thread(trees.proxied, local), asyncio.to_thread(trees.in_s3, local, s3)
