@@ -160,6 +160,14 @@ def test_builtin_tables_have_the_usual_columns(kubectl: Kubectl, namespace: str)
     assert header == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     all_namespaces = kubectl("get", "deployments", "-A").stdout
     assert f"{namespace}" in all_namespaces and "web" in all_namespaces
+    event = (
+        '{"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e1"}, "type": "Normal", "reason": "Tested",'
+        ' "message": "hello there", "involvedObject": {"kind": "Deployment", "name": "web"}}'
+    )
+    kubectl("create", "-n", namespace, "-f", "-", input=event)
+    events = kubectl("get", "events", "-n", namespace).stdout.splitlines()
+    assert events[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert events[1].split()[1:] == ["Normal", "Tested", "deployment/web", "hello", "there"]
 
 
 def test_schema_error_is_422_naming_the_field(kubectl: Kubectl, namespace: str, test_crds: None) -> None:

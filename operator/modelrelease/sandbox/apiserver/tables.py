@@ -137,34 +137,88 @@ def _ports(obj: Obj) -> str:
 
 
 Row = Callable[[Obj], list[Cell]]
+
+
+def _name(obj: Obj) -> str:
+    return str(obj.get("metadata", {}).get("name", ""))
+
+
+def _created(obj: Obj) -> str:
+    return age(obj.get("metadata", {}).get("creationTimestamp"))
+
+
+def _framed(columns: list[Obj], middle: Row) -> tuple[list[Obj], Row]:
+    """The usual shape: Name, the kind's own columns, Age."""
+    return [_NAME, *columns, _AGE], lambda o: [_name(o), *middle(o), _created(o)]
+
+
+def _event_object(event: Obj) -> str:
+    involved = event.get("involvedObject") or event.get("regarding") or {}
+    return f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
+
+
+def _last_seen(event: Obj) -> str:
+    stamp = (
+        event.get("lastTimestamp")
+        or event.get("deprecatedLastTimestamp")
+        or event.get("eventTime")
+        or event.get("metadata", {}).get("creationTimestamp")
+    )
+    return age(f"{stamp[:19]}Z" if isinstance(stamp, str) else None)
+
+
+_EVENTS: tuple[list[Obj], Row] = (
+    [
+        _column("Last Seen"),
+        _column("Type"),
+        _column("Reason"),
+        _column("Object"),
+        _column("Message"),
+        {**_NAME, "priority": 1},
+    ],
+    lambda e: [
+        _last_seen(e),
+        e.get("type", ""),
+        e.get("reason", ""),
+        _event_object(e),
+        e.get("message") or e.get("note", ""),
+        _name(e),
+    ],
+)
+_CRD: tuple[list[Obj], Row] = (
+    [_NAME, _column("Created At", "date")],
+    lambda o: [_name(o), o.get("metadata", {}).get("creationTimestamp", "")],
+)
 _BUILTIN: dict[tuple[str, str], tuple[list[Obj], Row]] = {
-    ("apps", "deployments"): (
-        [_NAME, _column("Ready"), _column("Up-to-date", "integer"), _column("Available", "integer"), _AGE],
+    ("", "events"): _EVENTS,
+    ("apiextensions.k8s.io", "customresourcedefinitions"): _CRD,
+    ("apps", "deployments"): _framed(
+        [_column("Ready"), _column("Up-to-date", "integer"), _column("Available", "integer")],
         lambda o: [
             f"{o.get('status', {}).get('readyReplicas', 0)}/{o.get('spec', {}).get('replicas', 0)}",
             o.get("status", {}).get("updatedReplicas", 0),
             o.get("status", {}).get("availableReplicas", 0),
         ],
     ),
-    ("", "pods"): (
-        [_NAME, _column("Ready"), _column("Status"), _column("Restarts"), _AGE],
+    ("", "pods"): _framed(
+        [_column("Ready"), _column("Status"), _column("Restarts")],
         lambda o: [
             _ready(o),
             o.get("status", {}).get("phase", ""),
             str(sum(c.get("restartCount", 0) for c in o.get("status", {}).get("containerStatuses") or [])),
         ],
     ),
-    ("", "configmaps"): (
-        [_NAME, _column("Data", "integer"), _AGE],
+    ("", "configmaps"): _framed(
+        [_column("Data", "integer")],
         lambda o: [len(o.get("data") or {}) + len(o.get("binaryData") or {})],
     ),
-    ("", "secrets"): (
-        [_NAME, _column("Type"), _column("Data", "integer"), _AGE],
+    ("", "secrets"): _framed(
+        [_column("Type"), _column("Data", "integer")],
         lambda o: [o.get("type", ""), len(o.get("data") or {})],
     ),
-    ("", "namespaces"): ([_NAME, _column("Status"), _AGE], lambda o: [o.get("status", {}).get("phase", "")]),
-    ("", "services"): (
-        [_NAME, _column("Type"), _column("Cluster-IP"), _column("External-IP"), _column("Port(s)"), _AGE],
+    ("", "namespaces"): _framed([_column("Status")], lambda o: [o.get("status", {}).get("phase", "")]),
+    ("", "services"): _framed(
+        [_column("Type"), _column("Cluster-IP"), _column("External-IP"), _column("Port(s)")],
         lambda o: [
             o.get("spec", {}).get("type", ""),
             o.get("spec", {}).get("clusterIP", "<none>"),
@@ -211,18 +265,14 @@ def table(
             )
             for c in declared
         ]
-        row = lambda o: [_crd_cell(o, c) for c in declared]  # noqa: E731
-    elif (rt.group, rt.plural) in _BUILTIN:
-        columns, row = _BUILTIN[(rt.group, rt.plural)]
+        row = lambda o: [_name(o), *(_crd_cell(o, c) for c in declared)]  # noqa: E731
+    elif rt.storage_key in _BUILTIN:
+        columns, row = _BUILTIN[rt.storage_key]
     else:
-        columns, row = [_NAME, _AGE], lambda o: []
-    ends_with_age = columns[-1] is _AGE
+        columns, row = _framed([], lambda o: [])
     rows = []
     for obj in items:
-        cells = [obj.get("metadata", {}).get("name", ""), *row(obj)]
-        if ends_with_age:
-            cells.append(age(obj.get("metadata", {}).get("creationTimestamp")))
-        entry: Obj = {"cells": cells}
+        entry: Obj = {"cells": row(obj)}
         if include_object == "Object":
             entry["object"] = obj
         elif include_object != "None":
