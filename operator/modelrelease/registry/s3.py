@@ -74,6 +74,8 @@ def s3_error(location: str, exc: Exception) -> RegistryError:
         return RegistryError(f"object store refused {location}: {code}", reason="ArtifactStoreError")
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return RegistryError(f"no object-store credentials to read {location}", reason="ArtifactAccessDenied")
+    if isinstance(exc, botocore.exceptions.ParamValidationError):
+        return RegistryError(f"invalid S3 location {location}", reason="ArtifactStoreError")
     return RegistryUnavailable(
         f"object store unavailable for {location}: {type(exc).__name__}", reason="ArtifactStoreUnavailable"
     )
