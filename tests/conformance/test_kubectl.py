@@ -162,7 +162,8 @@ def test_builtin_tables_have_the_usual_columns(kubectl: Kubectl, namespace: str)
     assert f"{namespace}" in all_namespaces and "web" in all_namespaces
     event = (
         '{"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e1"}, "type": "Normal",'
-        ' "reason": "Tested", "message": "hello there", "involvedObject": {"kind": "Deployment", "name": "web"}}'
+        ' "reason": "Tested", "message": "hello there",'
+        ' "involvedObject": {"kind": "Deployment", "name": "web"}}'
     )
     kubectl("create", "-n", namespace, "-f", "-", input=event)
     events = kubectl("get", "events", "-n", namespace).stdout.splitlines()
