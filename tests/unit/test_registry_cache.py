@@ -1,5 +1,5 @@
-"""The shared resolution cache (TTL, single-flight, invalidation), the per-version facts cache and the
-HTTP retry policy: everything about sharing registry answers that needs no server."""
+"""The shared resolution cache (TTL, single-flight, invalidation), the per-version facts cache, the
+HTTP retry policy and target handling: the registry backend's parts that need no server."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from modelrelease.registry.base import ModelVersion, RegistryTarget, RegistryUnavailable
+from modelrelease.registry.base import ModelVersion, RegistryError, RegistryTarget, RegistryUnavailable
 from modelrelease.registry.cache import ResolutionCache, ResolutionKey, VersionFactsCache
-from modelrelease.registry.mlflow import HttpPolicy
+from modelrelease.registry.mlflow import HttpPolicy, MlflowRegistry
 
 TARGET = RegistryTarget("http://registry.test", password="secret")
 OTHER_TARGET = RegistryTarget("http://other.test")
@@ -195,3 +195,11 @@ def test_target_repr_hides_secrets() -> None:
     target = RegistryTarget("http://registry.test", username="ml", password="pw-secret", token="tok-secret")
     assert "pw-secret" not in repr(target) and "tok-secret" not in repr(target)
     assert hash(target) == hash(RegistryTarget("http://registry.test", "ml", "pw-secret", "tok-secret"))
+
+
+@pytest.mark.parametrize("uri", ["ftp://registry.test", "http:///no-host", "registry.test:5000"])
+async def test_an_unusable_tracking_uri_fails_the_call_not_the_construction(uri: str) -> None:
+    async with MlflowRegistry(RegistryTarget(uri)) as registry:
+        with pytest.raises(RegistryError) as error:
+            await registry.get_version("fraud", "1")
+    assert error.value.reason == "UnsupportedTrackingUri"

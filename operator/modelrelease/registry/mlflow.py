@@ -30,7 +30,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
@@ -483,7 +483,11 @@ class MlflowRegistry:
         self.target = target
         self._owned = registries is None
         self._shared = registries if registries is not None else MlflowRegistries()
-        self._api = _Api(target, self._shared)
+
+    @cached_property
+    def _api(self) -> _Api:
+        # Built on first use, so an unusable tracking URI surfaces as a RegistryError from a call.
+        return _Api(self.target, self._shared)
 
     async def close(self) -> None:
         if self._owned:
