@@ -55,7 +55,7 @@ _TYPE_WORDS = {
     FORBIDDEN: "Forbidden",
     DUPLICATE: "Duplicate value",
 }
-_NO_VALUE = object()  # the reasons whose message never shows the bad value
+_NO_VALUE = object()  # marks an error rendered without its bad value (Required, Forbidden, Too long)
 
 
 @dataclass(frozen=True)
