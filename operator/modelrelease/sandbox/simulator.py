@@ -423,8 +423,7 @@ def reconcile(
     # Pods follow the ReplicaSet sizes the last pass decided, as the ReplicaSet controller would by now.
     sets = [_sync_pods(rs, now, timing) for rs in (previous.sets if previous else ())]
 
-    if spec.paused or any(c.get("reason") in (PAUSED_REASON, RESUMED_REASON) for c in conditions):
-        conditions = _paused_conditions(spec, conditions, now)
+    conditions = _paused_conditions(spec, conditions, now)
 
     wanted = pod_template_hash(spec.template)
     new = next((rs for rs in sets if rs.template_hash == wanted), None)
@@ -435,9 +434,8 @@ def reconcile(
         message = f"Created new replica set {json.dumps(new.name)}"
         conditions = set_condition(conditions, _condition("Progressing", "True", NEW_RS_REASON, message, now))
     elif new is not None:
-        if (
-            new.revision <= max_old_revision
-        ):  # a rollback to an older template: it becomes the newest revision
+        # Back to an older template (a rollback): its ReplicaSet becomes the newest revision.
+        if new.revision <= max_old_revision:
             new = replace(new, revision=max_old_revision + 1)
         if get_condition(conditions, "Progressing") is None:
             message = f"Found new replica set {json.dumps(new.name)}"
