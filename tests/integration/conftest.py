@@ -58,7 +58,11 @@ def ns(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def operator(sandbox: SandboxInfo, cluster: Cluster) -> Iterator[Operator]:
     """The real operator process (`modelrelease run`), watching every namespace of the sandbox."""
-    process = Operator(sandbox, sandbox.dir / "logs" / "operator.log")
+    process = Operator(
+        sandbox,
+        sandbox.dir / "logs" / "operator.log",
+        extra_env={"MODELRELEASE_ALLOWED_TRACKING_URIS": "http://127.0.0.1:"},
+    )
     process.start()
     try:
         yield process

@@ -1,0 +1,198 @@
+"""The real operator process under failure: registry outages, restarts mid-rollout, bad specs; and the
+registry load of many releases sharing one model."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import Cluster, Models, Operator, RegistryProxy, eventually, history, registry_proxy
+
+from modelrelease.sandbox.stack import SandboxInfo
+
+pytestmark = pytest.mark.slow
+
+ALIAS_PATH = "/api/2.0/mlflow/registered-models/alias"
+
+
+def release_spec(
+    model: str, tracking_uri: str | None = None, poll: str = "5s", **extra: Any
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "model": {"name": model, "alias": "champion"},
+        "registry": {"pollInterval": poll},
+        "rollout": {"progressDeadlineSeconds": 12},
+    }
+    if tracking_uri is not None:
+        spec["registry"]["trackingUri"] = tracking_uri
+    spec.update(extra)
+    return spec
+
+
+def model_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def proxy(sandbox: SandboxInfo) -> Iterator[RegistryProxy]:
+    with registry_proxy(sandbox.mlflow_url) as running:
+        yield running
+
+
+def ready_on(cluster: Cluster, namespace: str, name: str, model: str, version: str) -> bool:
+    status = cluster.status(namespace, name)
+    return (
+        cluster.model_uri(namespace, name) == f"models:/{model}/{version}"
+        and status.get("phase") == "Ready"
+        and (status.get("current") or {}).get("version") == version
+    )
+
+
+def test_registry_outage_leaves_the_deployment_alone_and_recovers(
+    cluster: Cluster, models: Models, operator: Operator, proxy: RegistryProxy, ns: str
+) -> None:
+    model = model_name("outage")
+    v1 = models.register(model)
+    models.move_alias(model, v1)
+    cluster.apply_release(ns, "fraud", release_spec(model, tracking_uri=proxy.url))
+    eventually("v1 Ready", lambda: ready_on(cluster, ns, "fraud", model, v1))
+    before = cluster.deployment(ns, "fraud")
+    assert before is not None
+
+    proxy.down()
+    v2 = models.register(model)
+    models.move_alias(model, v2)  # the operator cannot see this while the registry is down
+    resolved = eventually(
+        "Resolved=False",
+        lambda: (c := cluster.condition(ns, "fraud", "Resolved")).get("status") == "False" and c,
+        timeout=120,
+    )
+    assert resolved["reason"] == "RegistryUnavailable"
+    assert "unavailable" in resolved["message"] and "\n" not in resolved["message"]
+    degraded = cluster.condition(ns, "fraud", "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "RegistryUnavailable")
+    assert f"version {v1} keeps serving" in degraded["message"]
+    after = cluster.deployment(ns, "fraud")
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert cluster.status(ns, "fraud")["phase"] == "Degraded"
+    assert "RegistryUnavailable" in {e["reason"] for e in cluster.events(ns, "fraud")}
+
+    proxy.up()
+    eventually(
+        "v2 Ready after the registry is back", lambda: ready_on(cluster, ns, "fraud", model, v2), timeout=150
+    )
+    assert cluster.condition(ns, "fraud", "Resolved")["status"] == "True"
+    assert history(cluster.status(ns, "fraud")) == [(v1, "Succeeded"), (v2, "Succeeded")]
+
+
+def test_restart_mid_rollout_converges_without_duplicate_history(
+    cluster: Cluster, models: Models, operator: Operator, ns: str
+) -> None:
+    model = model_name("restart")
+    v1 = models.register(model)
+    models.move_alias(model, v1)
+    cluster.apply_release(ns, "fraud", release_spec(model))
+    eventually("v1 Ready", lambda: ready_on(cluster, ns, "fraud", model, v1))
+
+    v2 = models.register(model)
+    cluster.inject_fault(ns, f"models:/{model}/{v2}", "unready")  # its rollout never completes
+    models.move_alias(model, v2)
+    eventually(
+        "v2 rolling out", lambda: history(cluster.status(ns, "fraud")) == [(v1, "Succeeded"), (v2, None)]
+    )
+    operator.restart()
+    eventually(
+        "v2 rolled back after the restart",
+        lambda: history(cluster.status(ns, "fraud")) == [(v1, "Succeeded"), (v2, "RolledBack")],
+        timeout=120,
+    )
+    eventually("v1 serving again", lambda: cluster.model_uri(ns, "fraud") == f"models:/{model}/{v1}")
+    eventually("Degraded phase", lambda: cluster.status(ns, "fraud").get("phase") == "Degraded")
+
+    # A second restart with nothing in flight changes nothing.
+    settled = cluster.status(ns, "fraud")
+    operator.restart()
+    eventually(
+        "the operator to have resumed the release",
+        lambda: operator.metric("modelrelease_reconciles_total", result="ok") >= 1,
+    )
+    assert history(cluster.status(ns, "fraud")) == history(settled)
+    assert cluster.status(ns, "fraud")["history"] == settled["history"]
+
+
+def test_releases_sharing_a_model_share_registry_requests(
+    cluster: Cluster, models: Models, operator: Operator, proxy: RegistryProxy, ns: str, record_property: Any
+) -> None:
+    model, count, poll_s = model_name("shared"), 6, 5.0
+    v1 = models.register(model)
+    models.move_alias(model, v1)
+    for index in range(count):
+        cluster.apply_release(ns, f"r{index}", release_spec(model, tracking_uri=proxy.url))
+    for index in range(count):
+        eventually(f"r{index} Ready", lambda i=index: ready_on(cluster, ns, f"r{i}", model, v1), timeout=180)
+
+    # Measure over a fixed window of polls (a measurement, not a synchronisation).
+    polls = 4
+    start = proxy.counts[ALIAS_PATH]
+    time.sleep(polls * poll_s)
+    requests = proxy.counts[ALIAS_PATH] - start
+    per_poll = requests / polls
+    record_property("alias_requests_per_poll", per_poll)
+    summary = f"{count} releases sharing one model: {requests} alias requests in {polls} polls"
+    print(f"\n{summary} ({per_poll:.2f}/poll)")
+    assert requests <= polls + 1, f"{requests} requests for {count} releases over {polls} polls"
+
+
+def test_tracking_uri_outside_the_allowlist_is_refused_naming_the_field(
+    cluster: Cluster, operator: Operator, ns: str
+) -> None:
+    # The test operator allows only loopback registries (MODELRELEASE_ALLOWED_TRACKING_URIS).
+    cluster.apply_release(
+        ns, "fraud", release_spec("anything", tracking_uri="http://mlflow.example.invalid:5000")
+    )
+    resolved = eventually(
+        "Resolved=False naming the field",
+        lambda: (c := cluster.condition(ns, "fraud", "Resolved")).get("status") == "False" and c,
+    )
+    assert resolved["reason"] == "TrackingUriNotAllowed"
+    assert resolved["message"].startswith("spec.registry.trackingUri:")
+    assert cluster.status(ns, "fraud")["phase"] == "Failed"
+    assert cluster.deployment(ns, "fraud") is None
+    assert "TrackingUriNotAllowed" in {e["reason"] for e in cluster.events(ns, "fraud")}
+
+
+def test_missing_credentials_secret_is_named_by_field_and_recovers(
+    cluster: Cluster, models: Models, operator: Operator, ns: str
+) -> None:
+    model = model_name("secret")
+    spec = release_spec(model)
+    spec["registry"]["credentialsSecret"] = "mlflow-auth"
+    cluster.apply_release(ns, "fraud", spec)
+    resolved = eventually(
+        "Resolved=False naming the field",
+        lambda: (c := cluster.condition(ns, "fraud", "Resolved")).get("status") == "False" and c,
+    )
+    assert resolved["reason"] == "CredentialsSecretNotFound"
+    assert resolved["message"].startswith("spec.registry.credentialsSecret:")
+    assert cluster.deployment(ns, "fraud") is None
+    assert "CredentialsSecretNotFound" in {e["reason"] for e in cluster.events(ns, "fraud")}
+
+    cluster.core.create_namespaced_secret(
+        ns, {"metadata": {"name": "mlflow-auth"}, "stringData": {"token": "t0k"}}
+    )
+    v1 = models.register(model)
+    models.move_alias(model, v1)
+    eventually("Ready once the Secret exists", lambda: ready_on(cluster, ns, "fraud", model, v1), timeout=120)
+    deployment = cluster.deployment(ns, "fraud")
+    assert deployment is not None
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLFLOW_TRACKING_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "mlflow-auth",
+        "key": "token",
+        "optional": True,
+    }
+    assert "t0k" not in str(deployment) and "t0k" not in str(cluster.status(ns, "fraud"))
