@@ -96,6 +96,7 @@ class Demo:
                 name="model",
                 signature=infer_signature(x_test, estimator.predict(x_test)),
                 registered_model_name=MODEL,
+                pip_requirements=["scikit-learn"],  # skips requirement inference (a subprocess per model)
             )
         version = str(info.registered_model_version)
         print(f"    registered {MODEL} version {version} (f1={f1:.3f})")
@@ -160,7 +161,7 @@ class Demo:
     def wait_history(self, version: str, outcome: str) -> dict[str, Any]:
         def entry() -> dict[str, Any] | None:
             history = self.release().get("status", {}).get("history", [])
-            return next((h for h in history if h["version"] == version and h["outcome"] == outcome), None)
+            return next((h for h in history if h["version"] == version and h.get("outcome") == outcome), None)
 
         found: dict[str, Any] = wait_for(f"version {version} to be {outcome}", entry)
         print(f"    version {version}: {outcome} — {found.get('reason', '')}")
@@ -232,7 +233,13 @@ def print_history(release: dict[str, Any]) -> None:
     rows = [("VERSION", "OUTCOME", "STARTED", "FINISHED", "REASON")]
     for h in release.get("status", {}).get("history", []):
         rows.append(
-            (h["version"], h["outcome"], h.get("startedAt", ""), h.get("finishedAt", ""), h.get("reason", ""))
+            (
+                h["version"],
+                h.get("outcome", "InProgress"),
+                h.get("startedAt", ""),
+                h.get("finishedAt", ""),
+                h.get("reason", ""),
+            )
         )
     widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
     for row in rows:
