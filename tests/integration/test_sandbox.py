@@ -93,9 +93,9 @@ def processes_using(directory: Path) -> list[str]:
     return found
 
 
-def wait_until(condition: object, timeout: float, what: str) -> None:
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.2)
@@ -138,8 +138,10 @@ def cli_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
             cli("sandbox", "down", "--dir", str(directory))
 
 
-def test_up_writes_kubeconfig_env_state_and_logs(cli_sandbox: Sandbox, record_property: object) -> None:
-    record_property("sandbox_up_seconds", round(cli_sandbox.up_seconds, 1))  # type: ignore[operator]
+def test_up_writes_kubeconfig_env_state_and_logs(
+    cli_sandbox: Sandbox, record_property: Callable[[str, object], None]
+) -> None:
+    record_property("sandbox_up_seconds", round(cli_sandbox.up_seconds, 1))
     exported = sh(cli_sandbox, "env").stdout
     for key in ("KUBECONFIG", "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
                 "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):  # fmt: skip
