@@ -563,3 +563,38 @@ def test_watch_list_sends_initial_events_then_end_bookmark(
     ]
     assert lines[2]["type"] == "BOOKMARK"
     assert lines[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+def test_server_side_apply_conflicts_with_other_managers_unless_forced(emulator: Any, namespace: str) -> None:
+    http = urllib3.PoolManager()
+    url = f"{emulator.url}/api/v1/namespaces/{namespace}/configmaps/shared"
+
+    def apply(data: dict[str, str], manager: str, force: bool = False) -> tuple[int, Any]:
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": data}
+        response = http.request(
+            "PATCH",
+            f"{url}?fieldManager={manager}&force={str(force).lower()}",
+            body=json.dumps(body),
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
+        return response.status, json.loads(response.data)
+
+    assert apply({"a": "1", "b": "1"}, "first")[0] == 201
+    # someone else edits a field "first" applied: it now belongs to them
+    edited = http.request(
+        "PATCH",
+        f"{url}?fieldManager=editor",
+        body=json.dumps({"data": {"a": "edited"}}),
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert edited.status == 200
+    code, body = apply({"a": "1", "b": "2"}, "first")
+    assert code == 409 and body["reason"] == "Conflict"
+    assert body["message"] == 'Apply failed with 1 conflict: conflict with "editor" using v1: .data.a'
+    assert body["details"]["causes"] == [
+        {"reason": "FieldManagerConflict", "message": 'conflict with "editor" using v1', "field": ".data.a"}
+    ]
+    code, body = apply({"a": "1", "b": "2"}, "first", force=True)
+    assert code == 200 and body["data"] == {"a": "1", "b": "2"}
+    editor = [m for m in body["metadata"]["managedFields"] if m["manager"] == "editor"]
+    assert editor == []  # forcing took the only field "editor" owned

@@ -363,3 +363,24 @@ def test_unknown_builtin_field_rejected_by_strict_validation(kubectl: Kubectl, n
     assert 'unknown field "spec.template.spec.containers[0].imagePullPolice"' in lenient.stderr
     dep = _json(kubectl, "get", "deployment", "web", "-n", namespace)
     assert "imagePullPolice" not in dep["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_server_side_apply_takes_over_from_client_side_apply_and_conflicts(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT)
+    # switching to server-side apply hands client-side apply's fields over, even when a value changes
+    changed = DEPLOYMENT.replace("server:1.0", "server:2.0")
+    assert (
+        "serverside-applied"
+        in kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=changed).stdout
+    )
+    kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=5")
+    with_replicas = changed.replace("spec:\n  selector", "spec:\n  replicas: 2\n  selector")
+    conflict = kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=with_replicas, check=False)
+    assert conflict.returncode != 0
+    assert "Apply failed with 1 conflict" in conflict.stderr and ".spec.replicas" in conflict.stderr
+    kubectl("apply", "--server-side", "--force-conflicts", "-n", namespace, "-f", "-", input=with_replicas)
+    dep = _json(kubectl, "get", "deployment", "web", "-n", namespace)
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "example/server:2.0"

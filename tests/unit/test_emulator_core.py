@@ -101,6 +101,7 @@ def test_apply_field_sets_and_removal() -> None:
     assert before["f:data"] == {"f:keep": {}, "f:drop": {}}
     assert set(before["f:spec"]["f:containers"]) == {'k:{"name":"app"}', 'k:{"name":"sidecar"}'}
     assert before["f:metadata"] == {"f:labels": {"f:a": {}}}  # identity (name) is nobody's field
+    assert "f:metadata" not in managed.field_set({"metadata": {"name": "c"}, "data": {}})
     after = managed.field_set(
         {
             "metadata": {"name": "c"},
@@ -157,3 +158,26 @@ def test_store_replays_history_and_reports_compaction() -> None:
 def test_label_and_annotation_rules(labels: dict[str, str], annotations: dict[str, str], ok: bool) -> None:
     causes = validation.metadata({"metadata": {"labels": labels, "annotations": annotations}})
     assert (causes == []) is ok
+
+
+def test_updates_take_ownership_and_applies_conflict() -> None:
+    live = {"metadata": {"name": "c"}, "data": {"a": "1", "b": "1"}}
+    entries = managed.record(
+        [],
+        {"manager": "applier", "operation": "Apply", "apiVersion": "v1", "fieldsV1": managed.field_set(live)},
+        take=True,
+    )
+    edited = {"metadata": {"name": "c"}, "data": {"a": "edited", "b": "1"}}
+    changes = managed.object_changes(live, edited)
+    assert changes == {"f:data": {"f:a": {}}}
+    assert managed.object_changes(None, live) == {"f:data": {"f:a": {}, "f:b": {}}}
+    entries = managed.record(
+        entries,
+        {"manager": "editor", "operation": "Update", "apiVersion": "v1", "fieldsV1": changes},
+        take=True,
+    )
+    assert [e["fieldsV1"] for e in entries] == [{"f:data": {"f:b": {}}}, {"f:data": {"f:a": {}}}]
+    wanted = {"metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}}
+    assert managed.conflicts(entries, "applier", None, wanted, edited) == [("editor", "v1", ".data.a")]
+    same = {"metadata": {"name": "c"}, "data": {"a": "edited"}}
+    assert managed.conflicts(entries, "applier", None, same, edited) == []  # same value: shared, no conflict

@@ -28,6 +28,8 @@ PATCH_TYPES = (
     "application/strategic-merge-patch+json",
     "application/apply-patch+yaml",
 )
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+_CLIENT_SIDE_APPLY = "kubectl-client-side-apply"
 _SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
@@ -59,34 +61,56 @@ def _content(obj: Obj, ignore: tuple[str, ...]) -> Obj:
     return {k: v for k, v in obj.items() if k not in ignore}
 
 
-def _touch_managed_fields(
+def _record_manager(
     meta: dict[str, Any],
-    manager: str,
+    opts: WriteOptions,
     operation: str,
     api_version: str,
-    subresource: str | None,
-    fields: managed.FieldSet | None = None,
+    fields: managed.FieldSet,
+    take: bool,
 ) -> None:
-    entries = [
-        e
-        for e in meta.get("managedFields") or []
-        if not (
-            e.get("manager") == manager
-            and e.get("operation") == operation
-            and e.get("subresource") == subresource
-        )
-    ]
     entry: dict[str, Any] = {
-        "manager": manager,
+        "manager": opts.manager,
         "operation": operation,
         "apiVersion": api_version,
         "time": now(),
         "fieldsType": "FieldsV1",
-        "fieldsV1": fields or {},
+        "fieldsV1": fields,
     }
-    if subresource:
-        entry["subresource"] = subresource
-    meta["managedFields"] = [*entries, entry]
+    if opts.subresource:
+        entry["subresource"] = opts.subresource
+    meta["managedFields"] = managed.record(meta.get("managedFields") or [], entry, take)
+
+
+def _owned_part(rt: ResourceType, obj: Obj, subresource: str | None) -> Obj:
+    """The part of `obj` a write to the main resource (or to /status) can own."""
+    if subresource == "status":
+        return {"metadata": {}, **({"status": obj["status"]} if "status" in obj else {})}
+    if rt.status_subresource:
+        return {k: v for k, v in obj.items() if k != "status"}
+    return obj
+
+
+def apply_conflicts(found: list[tuple[str, str, str]]) -> ApiError:
+    """The 409 the real server answers when an apply would change fields other managers own."""
+    by_manager: dict[tuple[str, str], list[str]] = {}
+    for manager, api_version, path in found:
+        by_manager.setdefault((manager, api_version), []).append(path)
+    parts = []
+    for (manager, api_version), fields in by_manager.items():
+        if len(fields) == 1:
+            parts.append(f'conflict with "{manager}" using {api_version}: {fields[0]}')
+        else:
+            parts.append(
+                f'conflicts with "{manager}" using {api_version}:\n' + "\n".join(f"- {f}" for f in fields)
+            )
+    count = len(found)
+    message = f"Apply failed with {count} conflict{'s' if count > 1 else ''}: " + "\n".join(parts)
+    causes = [
+        {"reason": "FieldManagerConflict", "message": f'conflict with "{m}" using {v}', "field": f}
+        for m, v, f in found
+    ]
+    return ApiError(409, "Conflict", message, {"causes": causes})
 
 
 class Cluster:
@@ -182,10 +206,12 @@ class Cluster:
                 obj["status"] = {}
             else:
                 obj.pop("status", None)
+        if fields is None:
+            fields = managed.object_changes(None, _owned_part(rt, obj, None))
         if rt.group == "" and rt.plural == "services":
             self._allocate_cluster_ip(obj)
         warnings = self._admit(rt, obj, None, opts)
-        _touch_managed_fields(meta, opts.manager, operation, rt.api_version, None, fields)
+        _record_manager(meta, opts, operation, rt.api_version, fields, take=True)
         if opts.dry_run:
             obj["metadata"]["resourceVersion"] = ""
             return WriteResult(conversion.to_view(rt, obj), True, warnings)
@@ -284,8 +310,9 @@ class Cluster:
         new: Obj,
         opts: WriteOptions,
         operation: str,
-        fields: managed.FieldSet | None = None,
+        applied: tuple[managed.FieldSet, bool] | None = None,
     ) -> WriteResult:
+        """`applied`: for an apply, its field set and whether it takes the fields from other managers."""
         old_meta = old["metadata"]
         name = old_meta["name"]
         meta = dict(new.get("metadata") or {})
@@ -297,6 +324,7 @@ class Cluster:
             )
         if meta.get("resourceVersion") and meta["resourceVersion"] != old_meta["resourceVersion"]:
             raise conflict(rt.plural, rt.group, name)
+        managed_override: list[Any] | None = None
         if opts.subresource == "status":
             result = copy.deepcopy(old)
             if "status" in new:
@@ -305,6 +333,11 @@ class Cluster:
                 result.pop("status", None)
         else:
             result = new
+            # a client may rewrite managedFields (kubectl does, to hand client-side-apply fields to its
+            # server-side apply manager); otherwise they are the server's to maintain
+            client_managed = meta.get("managedFields")
+            if client_managed is not None and client_managed != old_meta.get("managedFields"):
+                managed_override = client_managed
             for key in (
                 "uid",
                 "creationTimestamp",
@@ -338,11 +371,17 @@ class Cluster:
             ignore = ("metadata", "status") if (rt.builtin or rt.status_subresource) else ("metadata",)
             if _content(result, ignore) != _content(old, ignore):
                 result["metadata"]["generation"] = int(old_meta.get("generation", 1)) + 1
-        if _strip_for_compare(result) == _strip_for_compare(old):
+        if managed_override is None and _strip_for_compare(result) == _strip_for_compare(old):
             return WriteResult(conversion.to_view(rt, old), False, warnings)
-        _touch_managed_fields(
-            result["metadata"], opts.manager, operation, rt.api_version, opts.subresource, fields
-        )
+        if managed_override is not None:
+            result["metadata"]["managedFields"] = managed_override
+        elif applied is None:
+            changes = managed.object_changes(
+                _owned_part(rt, old, opts.subresource), _owned_part(rt, result, opts.subresource)
+            )
+            _record_manager(result["metadata"], opts, operation, rt.api_version, changes, take=True)
+        else:
+            _record_manager(result["metadata"], opts, operation, rt.api_version, applied[0], take=applied[1])
         if opts.dry_run:
             return WriteResult(conversion.to_view(rt, result), False, warnings)
         if old_meta.get("deletionTimestamp") and not result["metadata"].get("finalizers"):
@@ -367,7 +406,7 @@ class Cluster:
         ns = namespace if rt.namespaced else ""
         old = self.store.get(rt.storage_key, ns, name)
         if content_type == "application/apply-patch+yaml":
-            return self._apply(rt, namespace, name, old, patch_body, opts)
+            return self._apply(rt, namespace, name, old, patch_body, opts, force)
         if old is None:
             raise not_found(rt.plural, rt.group, name)
         current = conversion.to_view(rt, old)
@@ -397,36 +436,55 @@ class Cluster:
         return patch_body
 
     def _apply(
-        self, rt: ResourceType, namespace: str, name: str, old: Obj | None, applied: Any, opts: WriteOptions
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        old: Obj | None,
+        applied: Any,
+        opts: WriteOptions,
+        force: bool,
     ) -> WriteResult:
         if not isinstance(applied, dict):
             raise bad_request("error decoding YAML: the apply configuration must be an object")
         applied_name = (applied.get("metadata") or {}).get("name")
         if applied_name and applied_name != name:
             raise bad_request("the name of the object does not match the name on the URL")
+        owned = _owned_part(rt, applied, opts.subresource)
+        applied_fields = managed.field_set(owned)
         if old is None:
             if opts.subresource:
                 raise not_found(rt.plural, rt.group, name)
             created = patching.apply_patch(None, applied, rt.kind, rt.builtin)
             created.setdefault("metadata", {})["name"] = name
-            return self.create(rt, namespace, created, opts, "Apply", managed.field_set(applied))
+            return self.create(rt, namespace, created, opts, "Apply", applied_fields)
         live = conversion.to_view(rt, old)
-        applied_fields = managed.field_set(applied)
-        mine: managed.FieldSet = {}
-        others: list[managed.FieldSet] = []
-        for entry in old["metadata"].get("managedFields") or []:
-            if entry.get("operation") != "Apply":
-                continue
-            if entry.get("manager") == opts.manager and entry.get("subresource") == opts.subresource:
-                mine = entry.get("fieldsV1") or {}
-            else:
-                others.append(entry.get("fieldsV1") or {})
-        # what this manager applied before and applies no more goes, unless another applier owns it
+        entries = old["metadata"].get("managedFields") or []
+        found = managed.conflicts(entries, opts.manager, opts.subresource, owned, live)
+        if _LAST_APPLIED in (old["metadata"].get("annotations") or {}):
+            # moving from `kubectl apply` to server-side apply: the server lets the applier take over
+            # what client-side apply managed, as the real one does for objects with last-applied config
+            found = [c for c in found if c[0] != _CLIENT_SIDE_APPLY]
+        if found and not force:
+            raise apply_conflicts(found)
+        ident = (opts.manager, "Apply", opts.subresource)
+        mine = next(
+            (
+                e.get("fieldsV1") or {}
+                for e in entries
+                if (e.get("manager"), e.get("operation"), e.get("subresource")) == ident
+            ),
+            {},
+        )
+        others = [e.get("fieldsV1") or {} for e in entries if e.get("manager") != opts.manager]
+        # what this manager applied before and applies no more goes, unless someone else owns it too
         for path in managed.removed(mine, applied_fields):
             if not any(managed.owns(other, path) for other in others):
                 managed.remove(live, path)
         merged = patching.apply_patch(live, applied, rt.kind, rt.builtin)
-        return self._update(rt, old, conversion.to_storage(rt, merged), opts, "Apply", applied_fields)
+        return self._update(
+            rt, old, conversion.to_storage(rt, merged), opts, "Apply", (applied_fields, force)
+        )
 
     # ---- the scale subresource ----
 
