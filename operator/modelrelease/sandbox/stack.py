@@ -142,6 +142,7 @@ class _Stack:
         api_url = f"http://{HOST}:{api_port}"
         self._record("api", port=api_port)
         self._wait("api", lambda: _http_ok(f"{api_url}/readyz"))
+        self._answered("api")
         kubeconfig = self.dir / "kubeconfig"
         _write_atomic(kubeconfig, _kubeconfig(api_url))
         ready_file = self.run / "simulator.ready"
@@ -149,7 +150,9 @@ class _Stack:
                                   "--ready-file", str(ready_file)])  # fmt: skip
 
         self._wait("s3", lambda: _create_bucket(s3_url))
+        self._answered("s3")
         self._wait("simulator", lambda: ready_file.exists() or None)
+        self._answered("simulator")
         mlflow_url = self._wait_mlflow(mlflow_port, s3_url)
 
         env = {
@@ -187,6 +190,10 @@ class _Stack:
     def _record(self, name: str, **fields: Any) -> None:
         self.components[name].update(fields)
         self._save()
+
+    def _answered(self, name: str) -> None:
+        """Record when a component first answered, in seconds since `up` began (for tuning the bounds)."""
+        self._record(name, answered_after=round(time.monotonic() - self.started, 1))
 
     def _save(self, **extra: Any) -> None:
         state = {"components": self.components, **extra}
@@ -233,6 +240,7 @@ class _Stack:
             url = f"http://{HOST}:{port}"
             try:
                 self._wait("mlflow", functools.partial(_http_ok, f"{url}/health"))
+                self._answered("mlflow")
                 return url
             except SandboxError:
                 log = Path(self.components["mlflow"]["log"])
