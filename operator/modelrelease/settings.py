@@ -110,7 +110,10 @@ class Settings:
         """http(s) only; with an allowlist, the URI must start with one of its prefixes."""
         if not _is_http_url(uri):
             return False
-        return not self.allowed_tracking_uris or any(uri.startswith(p) for p in self.allowed_tracking_uris)
+        candidate = uri if urlsplit(uri).path else uri + "/"  # http://host:5000 matches http://host:5000/
+        return not self.allowed_tracking_uris or any(
+            candidate.startswith(p) for p in self.allowed_tracking_uris
+        )
 
 
 def apply_mlflow_client_defaults(env: dict[str, str] | None = None) -> None:

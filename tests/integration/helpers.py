@@ -4,6 +4,7 @@ registrar, a stoppable reverse proxy in front of the registry, and bounded waits
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -221,6 +222,8 @@ class Operator:
         self.log = log
         self.metrics_port = free_port()
         self.health_port = free_port()
+        self.webhook_port = free_port()
+        self.webhook_secret = uuid.uuid4().hex
         self.env = {
             **os.environ,
             **sandbox.env,
@@ -228,6 +231,8 @@ class Operator:
             "MODELRELEASE_METRICS_PORT": str(self.metrics_port),
             "MODELRELEASE_HEALTH_PORT": str(self.health_port),
             "MODELRELEASE_BIND_ADDRESS": "127.0.0.1",
+            "MODELRELEASE_WEBHOOK_PORT": str(self.webhook_port),
+            "MODELRELEASE_WEBHOOK_SECRET": self.webhook_secret,
             **(extra_env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
@@ -275,6 +280,32 @@ class Operator:
             for sample in family.samples:
                 values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
         return values
+
+    def push_webhook(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Deliver `payload` to the operator's MLflow webhook receiver, signed by MLflow's own code."""
+        from mlflow.webhooks.constants import (
+            WEBHOOK_DELIVERY_ID_HEADER,
+            WEBHOOK_SIGNATURE_HEADER,
+            WEBHOOK_TIMESTAMP_HEADER,
+        )
+        from mlflow.webhooks.delivery import _generate_hmac_signature
+
+        body, delivery, stamp = json.dumps(payload), str(uuid.uuid4()), str(int(time.time()))
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.webhook_port}/webhooks/mlflow",
+            data=body.encode(),
+            headers={
+                "Content-Type": "application/json",
+                WEBHOOK_DELIVERY_ID_HEADER: delivery,
+                WEBHOOK_TIMESTAMP_HEADER: stamp,
+                WEBHOOK_SIGNATURE_HEADER: _generate_hmac_signature(
+                    self.webhook_secret, delivery, stamp, body
+                ),
+            },
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            result: dict[str, Any] = json.loads(answer.read())
+            return result
 
     def metric(self, name: str, **labels: str) -> float:
         wanted = tuple(sorted(labels.items()))

@@ -303,3 +303,37 @@ def test_replicas_are_left_to_an_hpa(cluster: Cluster, models: Models, operator:
     wait_serving(cluster, namespace, "fraud", model, v2, "Ready")
     deployment = cluster.deployment(namespace, "fraud")
     assert deployment is not None and deployment["spec"]["replicas"] == 3
+
+
+def test_mlflow_webhook_moves_the_deployment_without_waiting_for_the_poll(
+    cluster: Cluster, models: Models, operator: Operator, ns: str, record_property: Any
+) -> None:
+    namespace, model = ns, model_name("push")
+    v1 = models.register(model)
+    models.move_alias(model, v1)
+    spec = release_spec(model)
+    spec["registry"]["pollInterval"] = "10m"  # only the push can move it within this test
+    cluster.apply_release(namespace, "fraud", spec)
+    wait_serving(cluster, namespace, "fraud", model, v1, "Ready")
+
+    v2 = models.register(model)
+    moved = time.monotonic()
+    models.move_alias(model, v2)
+    answer = operator.push_webhook(
+        {
+            "entity": "model_version_alias",
+            "action": "created",
+            "timestamp": "2026-01-01T00:00:00+00:00",
+            "data": {"name": model, "alias": "champion", "version": v2},
+        }
+    )
+    assert answer == {"model": model, "releases": 1}
+    eventually(
+        "the Deployment to be repointed at v2",
+        lambda: cluster.model_uri(namespace, "fraud") == f"models:/{model}/{v2}",
+        timeout=60,
+        interval=0.1,
+    )
+    latency = time.monotonic() - moved
+    record_property("webhook_alias_move_to_deployment_patch_seconds", round(latency, 2))
+    print(f"\nalias move + webhook -> Deployment patched: {latency:.2f}s (pollInterval 10m)")
