@@ -166,6 +166,16 @@ def _resolve(cluster: Cluster, group: str, version: str, segments: list[str]) ->
     return Target(rt, None, name, sub)
 
 
+def _int_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise bad_request(f'invalid value for {name}: "{raw}"') from exc
+
+
 def _flag(value: str | None) -> bool:
     return value is not None and value.lower() in ("true", "1")
 
@@ -237,7 +247,7 @@ def _paginate(request: web.Request, items: list[Obj], rv: int) -> tuple[list[Obj
     if token:
         start = _decode_continue(token)
         items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
-    limit = int(request.query.get("limit") or 0)
+    limit = _int_param(request, "limit") or 0
     if limit <= 0 or len(items) <= limit:
         return items, {}
     page, rest = items[:limit], len(items) - limit
@@ -281,6 +291,7 @@ async def _watch(
         since = None if raw_rv in (None, "", "0") or initial_events else int(raw_rv)
     except ValueError as exc:
         raise bad_request(f"invalid resource version: {raw_rv}") from exc
+    timeout = _int_param(request, "timeoutSeconds")
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
     try:
@@ -296,7 +307,7 @@ async def _watch(
         watcher.queue.put_nowait(("BOOKMARK", end))
     try:
         await response.prepare(request)
-        await _stream(request, response, watcher.queue, rt)
+        await _stream(request, response, watcher.queue, rt, timeout)
     finally:
         cluster.store.unwatch(watcher)
     return response
@@ -319,10 +330,10 @@ async def _stream(
     response: web.StreamResponse,
     queue: asyncio.Queue[tuple[str, Obj]],
     rt: ResourceType,
+    timeout: int | None,
 ) -> None:
     loop = asyncio.get_running_loop()
-    timeout = request.query.get("timeoutSeconds")
-    deadline = loop.time() + int(timeout) if timeout else None
+    deadline = loop.time() + timeout if timeout else None
     bookmarks = _flag(request.query.get("allowWatchBookmarks"))
     interval = float(request.app[SETTINGS]["bookmark_interval"])
     next_bookmark = loop.time() + interval
