@@ -598,3 +598,31 @@ def test_server_side_apply_conflicts_with_other_managers_unless_forced(emulator:
     assert code == 200 and body["data"] == {"a": "1", "b": "2"}
     editor = [m for m in body["metadata"]["managedFields"] if m["manager"] == "editor"]
     assert editor == []  # forcing took the only field "editor" owned
+
+
+def test_health_version_and_discovery_documents(emulator: Any, test_crds: None) -> None:
+    http = urllib3.PoolManager()
+
+    def get(path: str) -> Any:
+        response = http.request("GET", emulator.url + path)
+        assert response.status == 200, path
+        return response.data.decode() if path.endswith("z") else json.loads(response.data)
+
+    assert [get(p) for p in ("/readyz", "/livez", "/healthz")] == ["ok", "ok", "ok"]
+    assert get("/version")["gitVersion"].startswith("v1.32.")
+    assert get("/api")["versions"] == ["v1"]
+    groups = {g["name"]: g for g in get("/apis")["groups"]}
+    assert groups["example.com"]["preferredVersion"] == {"groupVersion": "example.com/v1", "version": "v1"}
+    assert {"apps", "batch", "apiextensions.k8s.io", "events.k8s.io", "coordination.k8s.io"} <= set(groups)
+    core = {r["name"]: r for r in get("/api/v1")["resources"]}
+    assert core["configmaps"]["shortNames"] == ["cm"] and core["configmaps"]["namespaced"] is True
+    assert core["namespaces"]["namespaced"] is False and "pods/status" in core
+    widgets = {r["name"]: r for r in get("/apis/example.com/v1")["resources"]}
+    assert widgets["widgets"]["kind"] == "Widget" and widgets["widgets"]["singularName"] == "widget"
+    assert {"get", "list", "watch", "create", "update", "patch", "delete"} <= set(widgets["widgets"]["verbs"])
+    assert widgets["widgets/status"]["verbs"] == ["get", "patch", "update"]
+    assert "gadgets/status" not in widgets
+    apps = {r["name"]: r for r in get("/apis/apps/v1")["resources"]}
+    assert (
+        apps["deployments/scale"]["kind"] == "Scale" and apps["deployments/scale"]["group"] == "autoscaling"
+    )
