@@ -71,7 +71,9 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, logger: Logger, 
     operator = pipeline.Operator(settings=config, kube=Kube(load_config()), registries=registries)
     memo.operator = operator
     if config.metrics_port is not None:
-        memo.metrics_server = metrics.serve(config.metrics_port, config.bind_address, registries.cache)
+        memo.metrics_server = metrics.MetricsServer(
+            config.metrics_port, config.bind_address, registries.cache
+        )
     if config.webhook_port is not None and config.webhook_secret:
         memo.webhook_runner = await webhook.serve(
             config.bind_address, config.webhook_port, config.webhook_secret, operator.model_changed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily
@@ -55,10 +54,15 @@ class CacheCollector(Collector):
             yield CounterMetricFamily(f"modelrelease_resolution_cache_{name}", help_text, value=stats[name])
 
 
-def serve(port: int, address: str, cache: ResolutionCache) -> Any:
-    """Start the /metrics HTTP server (a daemon thread) and register the cache collector.
+class MetricsServer:
+    """The /metrics HTTP server (a daemon thread) with the cache collector registered."""
 
-    Returns the server; `shutdown()` stops it."""
-    REGISTRY.register(CacheCollector(cache))
-    server, _thread = start_http_server(port, addr=address)
-    return server
+    def __init__(self, port: int, address: str, cache: ResolutionCache) -> None:
+        self._collector = CacheCollector(cache)
+        REGISTRY.register(self._collector)
+        self._server, self._thread = start_http_server(port, addr=address)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        REGISTRY.unregister(self._collector)

@@ -145,6 +145,16 @@ def test_releases_sharing_a_model_share_registry_requests(
     summary = f"{count} releases sharing one model: {requests} alias requests in {polls} polls"
     print(f"\n{summary} ({per_poll:.2f}/poll)")
     assert requests <= polls + 1, f"{requests} requests for {count} releases over {polls} polls"
+    # The operator's own account agrees: most resolutions were answered from the shared cache.
+    assert operator.metric("modelrelease_resolution_cache_hits_total") > operator.metric(
+        "modelrelease_resolution_cache_requests_total"
+    )
+    assert (
+        operator.metric(
+            "modelrelease_registry_request_duration_seconds_count", operation="registered-models/alias"
+        )
+        > 0
+    )
 
 
 def test_tracking_uri_outside_the_allowlist_is_refused_naming_the_field(

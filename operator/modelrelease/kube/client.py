@@ -178,10 +178,10 @@ class Kube:
 
         Read as raw JSON: an HPA its controller has not yet given a status does not fit the client's
         typed model, and only spec.scaleTargetRef matters here."""
-        response = await self._run(
+        response: Any = await self._run(
             self._autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace, _preload_content=False
         )
-        listing: dict[str, Any] = json.loads(response.data)
+        listing: dict[str, Any] = json.loads(response.data)  # an urllib3 response without preloading
         return any(
             (hpa.get("spec", {}).get("scaleTargetRef") or {}).get("kind") == "Deployment"
             and hpa["spec"]["scaleTargetRef"].get("name") == deployment
