@@ -71,12 +71,14 @@ def s3(sandbox: SandboxInfo, client_env: dict[str, str]) -> Any:
 @dataclass(frozen=True)
 class Iris:
     """Registered model with v1 (4 features, alias champion, stage Production), v2 (3 features),
-    v3 (4 features, retrained): real scikit-learn models."""
+    v3 (4 features, retrained): real scikit-learn models. v1's logged model also carries a metric
+    from a later evaluation run (``eval_f1``), as MLflow 3 evaluation records it."""
 
     name: str
     accuracy: float
     f1: float
     run_id: str
+    eval_f1: float
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +109,13 @@ def iris(sandbox: SandboxInfo, client_env: dict[str, str]) -> Iris:
             )
             f1 = float(f1_score(target, model.predict(x), average="macro"))
             mlflow.log_metric("f1", f1, model_id=info.model_id)
-        logged.append({"accuracy": accuracy, "f1": f1, "run_id": run.info.run_id})
+        logged.append({"accuracy": accuracy, "f1": f1, "run_id": run.info.run_id, "model_id": info.model_id})
     client.set_registered_model_alias(name, "champion", "1")
     client.transition_model_version_stage(name, "1", "Production")
-    return Iris(name, **logged[0])
+    first = logged[0]
+    with mlflow.start_run():  # an evaluation run: its metric lands on the logged model, not the source run
+        mlflow.log_metric("eval_f1", 0.875, model_id=first.pop("model_id"))
+    return Iris(name, **first, eval_f1=0.875)
 
 
 @pytest.fixture(scope="module")
@@ -440,10 +445,32 @@ async def test_metrics_come_from_the_source_run_and_the_logged_model(
 ) -> None:
     async with MlflowRegistry(RegistryTarget(sandbox.mlflow_url)) as registry:
         mv = await registry.get_version(iris.name, "1")
+        assert mv.run_id == iris.run_id
         assert await registry.run_metrics(iris.run_id) == pytest.approx(
             {"accuracy": iris.accuracy, "f1": iris.f1}
         )
-        assert await registry.version_metrics(mv) == pytest.approx({"accuracy": iris.accuracy, "f1": iris.f1})
+        assert await registry.version_metrics(mv) == pytest.approx(
+            {"accuracy": iris.accuracy, "f1": iris.f1, "eval_f1": iris.eval_f1}
+        )
+
+
+@pytest.mark.parametrize(
+    ("bound", "outcome", "reason"),
+    [(0.8, "Passed", "all gates pass: eval_f1=0.875"), (0.9, "Failed", "eval_f1=0.875 below min 0.9")],
+)
+async def test_metric_gate_on_a_logged_model_metric(
+    sandbox: SandboxInfo, iris: Iris, bound: float, outcome: str, reason: str
+) -> None:
+    spec = ModelReleaseSpec.model_validate(
+        {
+            "model": {"name": iris.name, "version": "1"},
+            "verify": {"digest": "Off", "metrics": [{"name": "eval_f1", "min": bound}]},
+        }
+    )
+    async with MlflowRegistry(RegistryTarget(sandbox.mlflow_url)) as registry:
+        results = await verify_candidate(spec, await registry.resolve(spec.model), None, registry)
+    gate = next(r for r in results if r.check == "Metrics")
+    assert (gate.outcome, gate.reason) == (outcome, reason)
 
 
 # -------------------------------------------------------------------------------- digest
