@@ -393,6 +393,7 @@ def _tags(items: Any) -> dict[str, str]:
 
 
 def _model_version(data: Mapping[str, Any]) -> ModelVersion:
+    # MLflow 3's REST answer omits model_id; a version made from a logged model has source models:/m-<id>.
     source = str(data.get("source") or "")
     logged = _LOGGED_MODEL_SOURCE.match(source)
     return ModelVersion(
