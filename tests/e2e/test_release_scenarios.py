@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
 OPERATOR_NAMESPACE = os.environ.get("MODELRELEASE_E2E_OPERATOR_NAMESPACE", "modelrelease-system")
 MLFLOW_NAMESPACE = os.environ.get("MODELRELEASE_E2E_MLFLOW_NAMESPACE", "mlflow-e2e")
 
@@ -125,8 +127,6 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false")
 
-
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 ROLLOUT_TIMEOUT = 300.0  # image is loaded into kind; MLflow serving cold start is about 10 s per pod
 
@@ -340,6 +340,6 @@ def test_unloadable_version_is_rolled_back(cluster: Cluster, namespace: str, tra
     assert obj["status"]["current"]["version"] == good
     wait_for(
         "the good version serving again",
-        lambda: serving_uri(cluster, namespace, "rollback") == (f"models:/{model}/{good}"),
+        lambda: serving_uri(cluster, namespace, "rollback") == f"models:/{model}/{good}",
     )
     assert_spec_untouched(cluster, applied)
