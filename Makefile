@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 TOOLS := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS):$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test lint unit demo e2e bench clean
+.PHONY: install test lint unit demo e2e bench sync clean
 
-install: $(VENV)/.installed $(TOOLS)/helm
+install: $(VENV)/.installed $(TOOLS)/helm $(TOOLS)/checkov
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 $(TOOLS)/helm: tools/install-helm.sh
 	bash tools/install-helm.sh $(CURDIR)/.tools
+
+# checkov pins older boto3/botocore than the lock, so it lives in a venv of its own.
+$(TOOLS)/checkov: tools/install-checkov.sh $(VENV)/.installed
+	UV=$(CURDIR)/$(BIN)/uv bash tools/install-checkov.sh $(CURDIR)/.tools
 
 lint: install
 	$(BIN)/ruff check operator tests bench tools
@@ -38,6 +42,12 @@ e2e: install
 
 bench: install
 	$(PY) -m bench
+
+# Regenerate everything derived from the API models: the CRD, the chart's copy, manifests/, the README reference.
+sync: install
+	$(PY) -m modelrelease.api.crd
+	$(PY) tools/sync_chart.py
+	$(PY) -m modelrelease.api.reference --write README.md
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -12,7 +12,7 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_field_reference_matches_the_crd_schema() -> None:
-    assert readme_block(README) == reference_markdown(), "run `python -m modelrelease.api.reference`"
+    assert readme_block(README) == reference_markdown(), "run `make sync`"
 
 
 def test_ci_runs_the_test_command_the_readme_gives() -> None:

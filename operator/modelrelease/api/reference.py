@@ -1,7 +1,7 @@
 """The README's ModelRelease field reference, generated from the CRD schema so docs cannot drift.
 
-`python -m modelrelease.api.reference` prints the tables; `--check README.md` exits 1 when the block
-between the reference markers in that file differs from what the schema says.
+`python -m modelrelease.api.reference` prints the tables; `--write README.md` replaces the block between
+the reference markers in that file; `--check README.md` exits 1 when that block differs from the schema.
 """
 
 from __future__ import annotations
@@ -65,15 +65,21 @@ def readme_block(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", metavar="README", help="compare with the block in this file")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--check", metavar="README", help="compare with the block in this file")
+    target.add_argument("--write", metavar="README", help="replace the block in this file")
     args = parser.parse_args(argv)
     generated = reference_markdown()
-    if args.check is None:
+    if args.write:
+        path = Path(args.write)
+        text = path.read_text()
+        path.write_text(text.replace(readme_block(text), generated))
+    elif args.check:
+        if readme_block(Path(args.check).read_text()) != generated:
+            print(f"{args.check}: the field reference is stale; run `make sync`", file=sys.stderr)
+            return 1
+    else:
         sys.stdout.write(generated)
-        return 0
-    if readme_block(Path(args.check).read_text()) != generated:
-        print(f"{args.check}: the field reference is stale; regenerate it", file=sys.stderr)
-        return 1
     return 0
 
 
