@@ -49,6 +49,7 @@ def start_emulator(workdir: Path, *extra: str) -> tuple[subprocess.Popen[bytes],
     """Start `python -m modelrelease.sandbox.apiserver` on a free port; returns (process, base URL)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port_file = workdir / "port"
+    port_file.unlink(missing_ok=True)
     log = (workdir / "apiserver.log").open("wb")
     proc = subprocess.Popen(
         [

@@ -40,7 +40,6 @@ VERSION_INFO = {
 }
 CLUSTER = web.AppKey("cluster", Cluster)
 SETTINGS = web.AppKey("settings", dict)
-STOPPING = web.AppKey("stopping", asyncio.Event)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -337,9 +336,8 @@ async def _stream(
     bookmarks = _flag(request.query.get("allowWatchBookmarks"))
     interval = float(request.app[SETTINGS]["bookmark_interval"])
     next_bookmark = loop.time() + interval
-    stopping = request.app[STOPPING]
     as_table, sent_columns = _wants_table(request), False
-    while not stopping.is_set():
+    while True:
         now = loop.time()
         if deadline is not None and now >= deadline:
             return
@@ -348,11 +346,13 @@ async def _stream(
                 _line("BOOKMARK", _bookmark(rt, request.app[CLUSTER].store.resource_version))
             )
             next_bookmark = now + interval
-        wake = min(t for t in (deadline, next_bookmark if bookmarks else None, now + 1.0) if t is not None)
+        wakes = [t for t in (deadline, next_bookmark if bookmarks else None) if t is not None]
         try:
-            kind, obj = await asyncio.wait_for(queue.get(), max(0.0, wake - now))
+            kind, obj = await asyncio.wait_for(queue.get(), max(0.0, min(wakes) - now) if wakes else None)
         except TimeoutError:
             continue
+        if kind == "CLOSED":
+            return
         if kind == "BOOKMARK":
             await response.write(_line(kind, obj))
             continue
@@ -525,7 +525,6 @@ def make_app(cluster: Cluster | None = None, bookmark_interval: float = 10.0) ->
     app = web.Application(middlewares=[_errors_and_log], client_max_size=32 * 1024 * 1024)
     app[CLUSTER] = cluster or Cluster()
     app[SETTINGS] = {"bookmark_interval": bookmark_interval}
-    app[STOPPING] = asyncio.Event()
     r = app.router
     for path in ("/readyz", "/livez", "/healthz"):
         r.add_get(path, _ok)
@@ -571,6 +570,6 @@ async def serve(
     try:
         await (stop or asyncio.Event()).wait()
     finally:
-        app[STOPPING].set()
+        app[CLUSTER].store.close_watches()
         with contextlib.suppress(Exception):
             await runner.cleanup()

@@ -168,3 +168,8 @@ class Store:
 
     def unwatch(self, watcher: Watcher) -> None:
         self._watchers.discard(watcher)
+
+    def close_watches(self) -> None:
+        """Tell every watcher to end (the server is stopping): each gets a final ("CLOSED", {})."""
+        for watcher in self._watchers:
+            watcher.queue.put_nowait(("CLOSED", {}))
