@@ -240,9 +240,6 @@ class Registry:
     def __iter__(self) -> Iterator[ResourceType]:
         return iter(self._types.values())
 
-    def builtin_groups(self) -> set[str]:
-        return {rt.group for rt in BUILTINS}
-
     def versions(self, group: str) -> list[str]:
         found = {rt.version for rt in self._types.values() if rt.group == group}
         return sorted(found, key=version_priority)
@@ -258,9 +255,6 @@ class Registry:
 
     def in_group_version(self, group: str, version: str) -> list[ResourceType]:
         return [rt for rt in self._types.values() if rt.group == group and rt.version == version]
-
-    def for_storage(self, key: tuple[str, str]) -> list[ResourceType]:
-        return [rt for rt in self._types.values() if rt.storage_key == key]
 
     def set_crd(self, name: str, types: list[ResourceType]) -> None:
         self.remove_crd(name)

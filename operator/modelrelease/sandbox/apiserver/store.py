@@ -86,9 +86,6 @@ class Store:
             if namespace is None or ns == namespace
         ]
 
-    def keys(self) -> list[StorageKey]:
-        return list(self._data)
-
     def iter_all(self) -> Iterator[tuple[StorageKey, Obj]]:
         """Every stored object (not copied: read only)."""
         for key, items in list(self._data.items()):
@@ -100,9 +97,6 @@ class Store:
         if loc is None:
             return None
         return loc[0], self._data[loc[0]][loc[1]]
-
-    def next_rv(self) -> int:
-        return self._rv + 1
 
     def put(self, key: StorageKey, obj: Obj) -> Obj:
         """Store `obj` (ADDED or MODIFIED) with a new resourceVersion; returns a copy of what was stored."""
