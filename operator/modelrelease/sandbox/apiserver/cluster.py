@@ -8,7 +8,6 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from . import builtin_schema, conversion, crds, defaults, managed, validation
@@ -17,6 +16,7 @@ from . import schema as crd_schema
 from .errors import ApiError, already_exists, bad_request, conflict, invalid, not_found
 from .resources import Registry, ResourceType, crd_types
 from .store import Obj, Store
+from .times import now
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -31,10 +31,6 @@ PATCH_TYPES = (
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 _CLIENT_SIDE_APPLY = "kubectl-client-side-apply"
 _SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

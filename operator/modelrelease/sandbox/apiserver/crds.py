@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from .errors import invalid
+from .times import now
 
 Obj = dict[str, Any]
 
@@ -66,7 +66,7 @@ def _condition(type_: str, reason: str, message: str, old: list[Obj]) -> Obj:
     return {
         "type": type_,
         "status": "True",
-        "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "lastTransitionTime": now(),
         "reason": reason,
         "message": message,
     }

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from .resources import ResourceType
+from .times import seconds_since
 
 Obj = dict[str, Any]
 Cell = Any
@@ -90,10 +90,9 @@ def age(timestamp: Any) -> str:
     if not isinstance(timestamp, str) or not timestamp:
         return "<unknown>"
     try:
-        then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return human_duration(seconds_since(timestamp))
     except ValueError:
         return "<invalid>"
-    return human_duration((datetime.now(UTC) - then).total_seconds())
 
 
 def _cell(col_type: str, value: Any) -> Cell:
