@@ -206,3 +206,28 @@ def test_missing_credentials_secret_is_named_by_field_and_recovers(
         "optional": True,
     }
     assert "t0k" not in str(deployment) and "t0k" not in str(cluster.status(ns, "fraud"))
+
+
+def test_lost_status_is_rebuilt_from_the_deployment_annotations(
+    cluster: Cluster, models: Models, operator: Operator, ns: str
+) -> None:
+    model = model_name("rebuild")
+    v1 = models.register(model)
+    models.move_alias(model, v1)
+    cluster.apply_release(ns, "fraud", release_spec(model))
+    eventually("v1 Ready", lambda: ready_on(cluster, ns, "fraud", model, v1))
+    digest = cluster.status(ns, "fraud")["current"]["digest"]
+
+    cluster.custom.patch_namespaced_custom_object_status(
+        "modelrelease.io", "v1alpha1", ns, "modelreleases", "fraud", {"status": None},
+        _content_type="application/merge-patch+json",
+    )  # fmt: skip
+    rebuilt = eventually(
+        "the status rebuilt",
+        lambda: (s := cluster.status(ns, "fraud")).get("phase") == "Ready" and s.get("history") and s,
+    )
+    (entry,) = rebuilt["history"]
+    assert (entry["version"], entry["outcome"], entry["reason"]) == (v1, "Succeeded", "RebuiltFromDeployment")
+    assert entry["digest"] == digest and entry["releaseGeneration"] == 1
+    assert rebuilt["current"]["version"] == v1
+    assert cluster.model_uri(ns, "fraud") == f"models:/{model}/{v1}"
