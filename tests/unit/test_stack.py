@@ -61,12 +61,15 @@ def test_down_stops_the_whole_process_group_and_forgets_the_sandbox(
 
 
 def test_down_leaves_a_recycled_pid_alone(tmp_path: Path, group: subprocess.Popen[str]) -> None:
+    assert group.stdout is not None
+    child = int(group.stdout.readline())
     # Same pid and group as recorded, but a different process: its start time differs.
     write_state(tmp_path, api={"pid": group.pid, "start": "1", "log": "x"})
 
     stack.down(tmp_path)
 
     assert group.poll() is None
+    assert alive(child)
     assert not (tmp_path / "state.json").exists()
 
 

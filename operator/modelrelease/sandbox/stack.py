@@ -316,13 +316,14 @@ def _start_ticks(pid: int) -> str | None:
 def _members(components: Iterable[Mapping[str, Any]]) -> list[int]:
     """Live processes of the components: each leader (if still the same process) and the rest of its group."""
     table = _processes()
-    members = []
+    members: list[int] = []
     for entry in components:
         leader = int(entry["pid"])
-        for proc in table:
-            # A process leading group `leader` is ours only if it is the very one we started (pids recycle).
-            if proc.pgrp == leader and (proc.pid != leader or proc.start == entry.get("start")):
-                members.append(proc.pid)
+        # Linux never hands out a pid still in use as a process-group id. So a live process with the leader's
+        # pid but another start time means our group died out entirely and the pid was recycled: not ours.
+        if any(p.pid == leader and p.start != entry.get("start") for p in table):
+            continue
+        members.extend(p.pid for p in table if p.pgrp == leader)
     return members
 
 
