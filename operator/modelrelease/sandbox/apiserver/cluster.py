@@ -563,12 +563,18 @@ class Cluster:
         if rt.storage_key == _NAMESPACES:
             return conversion.to_view(rt, self._delete_namespace(obj)), False
         if obj["metadata"].get("finalizers"):
-            if not obj["metadata"].get("deletionTimestamp"):
-                obj["metadata"]["deletionTimestamp"] = now()
-                obj["metadata"]["deletionGracePeriodSeconds"] = 0
-                obj = self.store.put(rt.storage_key, obj)
-            return conversion.to_view(rt, obj), False
+            return conversion.to_view(rt, self._mark_deleting(rt.storage_key, obj)), False
         return conversion.to_view(rt, self._remove(rt.storage_key, obj)), True
+
+    def _mark_deleting(self, key: tuple[str, str], obj: Obj) -> Obj:
+        """Set deletionTimestamp (once): the object stays until its finalizers are gone."""
+        if obj["metadata"].get("deletionTimestamp"):
+            return obj
+        obj["metadata"]["deletionTimestamp"] = now()
+        obj["metadata"]["deletionGracePeriodSeconds"] = 0
+        if key == _NAMESPACES:
+            obj.setdefault("status", {})["phase"] = "Terminating"
+        return self.store.put(key, obj)
 
     def _remove(self, key: tuple[str, str], obj: Obj, final: bool = False) -> Obj:
         """Remove an object for good (`final`: its last state is `obj`), then GC what depended on it."""
@@ -586,11 +592,7 @@ class Cluster:
 
     def _delete_namespace(self, ns_obj: Obj) -> Obj:
         name = ns_obj["metadata"]["name"]
-        if not ns_obj["metadata"].get("deletionTimestamp"):
-            ns_obj["metadata"]["deletionTimestamp"] = now()
-            ns_obj["metadata"]["deletionGracePeriodSeconds"] = 0
-            ns_obj.setdefault("status", {})["phase"] = "Terminating"
-            ns_obj = self.store.put(_NAMESPACES, ns_obj)
+        ns_obj = self._mark_deleting(_NAMESPACES, ns_obj)
         for key, obj in list(self.store.iter_all()):
             if obj["metadata"].get("namespace") == name:
                 self._delete_object(key, obj)
@@ -610,12 +612,9 @@ class Cluster:
         if current is None:
             return
         if current["metadata"].get("finalizers"):
-            if not current["metadata"].get("deletionTimestamp"):
-                current["metadata"]["deletionTimestamp"] = now()
-                current["metadata"]["deletionGracePeriodSeconds"] = 0
-                self.store.put(key, current)
-            return
-        self._remove(key, current)
+            self._mark_deleting(key, current)
+        else:
+            self._remove(key, current)
 
     def _dependents(self, owner_uid: str) -> list[tuple[tuple[str, str], Obj]]:
         return [
