@@ -644,10 +644,11 @@ class Cluster:
             self.store.put(key, updated)
 
     def _drop_crd(self, crd: Obj) -> None:
+        """A deleted CRD takes its objects along (finalizers notwithstanding), and GC their dependents."""
         types = self.registry.remove_crd(crd["metadata"]["name"])
         for key in {rt.storage_key for rt in types}:
             for obj in self.store.list_objects(key):
-                self.store.remove(key, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+                self._remove(key, obj)
 
     def delete_collection(
         self, rt: ResourceType, items: list[Obj], propagation: str | None, dry_run: bool
@@ -661,8 +662,9 @@ class Cluster:
                         rt, meta.get("namespace", ""), meta["name"], propagation=propagation, dry_run=dry_run
                     )[0]
                 )
-            except ApiError:
-                continue
+            except ApiError as exc:
+                if exc.code != 404:  # deleted meanwhile (e.g. by GC of an earlier item): nothing to do
+                    raise
         return deleted
 
 
