@@ -425,7 +425,7 @@ async def _resource(request: web.Request) -> web.StreamResponse:
         return _result(
             cluster.patch(rt, namespace, name, content_type, body, opts, _flag(request.query.get("force")))
         )
-    if method == "DELETE":
+    if method == "DELETE" and target.subresource is None:
         return await _delete(request, target, name)
     raise method_not_allowed()
 
