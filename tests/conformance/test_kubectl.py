@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -303,13 +305,13 @@ def test_get_watch_prints_new_rows(kubectl: Kubectl, emulator: Emulator, namespa
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in watcher.stdout or []], daemon=True).start()
     try:
-        assert watcher.stdout is not None
-        header = watcher.stdout.readline().split()
-        assert header == ["NAME", "DATA", "AGE"]
-        assert watcher.stdout.readline().split()[:2] == ["first", "0"]
+        assert lines.get(timeout=15).split() == ["NAME", "DATA", "AGE"]
+        assert lines.get(timeout=15).split()[:2] == ["first", "0"]
         kubectl("create", "configmap", "second", "--from-literal=a=b", "-n", namespace)
-        assert watcher.stdout.readline().split()[:2] == ["second", "1"]
+        assert lines.get(timeout=15).split()[:2] == ["second", "1"]
     finally:
         watcher.kill()
         watcher.wait()
