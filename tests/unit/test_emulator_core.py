@@ -181,3 +181,11 @@ def test_updates_take_ownership_and_applies_conflict() -> None:
     assert managed.conflicts(entries, "applier", None, wanted, edited) == [("editor", "v1", ".data.a")]
     same = {"metadata": {"name": "c"}, "data": {"a": "edited"}}
     assert managed.conflicts(entries, "applier", None, same, edited) == []  # same value: shared, no conflict
+
+
+def test_secret_data_must_be_base64() -> None:
+    assert validation.undecodable_bytes("", "Secret", {"data": {"ok": "aGVsbG8="}}) is None
+    assert validation.undecodable_bytes("", "Secret", {"data": {"bad": "not base64!"}}) == (
+        "illegal base64 data in data[bad]"
+    )
+    assert validation.undecodable_bytes("", "ConfigMap", {"data": {"plain": "not base64!"}}) is None

@@ -243,6 +243,11 @@ class Cluster:
         meta, api_version, kind = obj["metadata"], obj.get("apiVersion"), obj.get("kind")
         if rt.builtin:
             unknown = builtin_schema.prune_unknown(obj)
+            undecodable = validation.undecodable_bytes(rt.group, rt.kind, obj)
+            if undecodable:
+                raise bad_request(
+                    f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {undecodable}'
+                )
         elif rt.schema is not None:
             pruned_obj, unknown = crd_schema.prune_and_default(rt.schema, obj)
             # metadata, apiVersion and kind are the server's business, never the schema's

@@ -3,6 +3,8 @@ Service ports), with the real server's field paths and messages. Pure: returns I
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Any
 
@@ -178,3 +180,14 @@ def validate(group: str, kind: str, obj: Obj, old: Obj | None) -> list[Cause]:
     if (group, kind) == ("", "Service"):
         return _service(obj)
     return []
+
+
+def undecodable_bytes(group: str, kind: str, obj: Obj) -> str | None:
+    """Why a byte field (Secret `data`, ConfigMap `binaryData`) is not base64, as a decoding error says."""
+    field = {("", "Secret"): "data", ("", "ConfigMap"): "binaryData"}.get((group, kind))
+    for key, value in ((obj.get(field) or {}) if field else {}).items():
+        try:
+            base64.b64decode(str(value), validate=True)
+        except (binascii.Error, ValueError):
+            return f"illegal base64 data in {field}[{key}]"
+    return None
