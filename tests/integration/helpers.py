@@ -54,10 +54,11 @@ class Cluster:
     def __init__(self, sandbox: SandboxInfo) -> None:
         api = kubernetes.config.new_client_from_config(config_file=str(sandbox.kubeconfig))
         self.api = api
-        self.custom = kubernetes.client.CustomObjectsApi(api)
-        self.apps = kubernetes.client.AppsV1Api(api)
-        self.core = kubernetes.client.CoreV1Api(api)
-        self.autoscaling = kubernetes.client.AutoscalingV2Api(api)
+        # Typed as Any: the client takes plain dict bodies, which its annotations do not say.
+        self.custom: Any = kubernetes.client.CustomObjectsApi(api)
+        self.apps: Any = kubernetes.client.AppsV1Api(api)
+        self.core: Any = kubernetes.client.CoreV1Api(api)
+        self.autoscaling: Any = kubernetes.client.AutoscalingV2Api(api)
 
     def namespace(self, prefix: str) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"

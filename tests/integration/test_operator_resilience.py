@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -133,7 +134,8 @@ def test_releases_sharing_a_model_share_registry_requests(
     for index in range(count):
         cluster.apply_release(ns, f"r{index}", release_spec(model, tracking_uri=proxy.url))
     for index in range(count):
-        eventually(f"r{index} Ready", lambda i=index: ready_on(cluster, ns, f"r{i}", model, v1), timeout=180)
+        name = f"r{index}"
+        eventually(f"{name} Ready", partial(ready_on, cluster, ns, name, model, v1), timeout=180)
 
     # Measure over a fixed window of polls (a measurement, not a synchronisation).
     polls = 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping
 
 from aiohttp.test_utils import TestClient, TestServer
 from mlflow.webhooks.delivery import _generate_hmac_signature
@@ -15,7 +16,7 @@ SECRET = "whsec-test"
 
 
 def delivery(
-    payload: dict[str, object], secret: str = SECRET, at: float | None = None
+    payload: Mapping[str, object], secret: str = SECRET, at: float | None = None
 ) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(payload)
     delivery_id, stamp = str(uuid.uuid4()), str(int(at if at is not None else time.time()))
