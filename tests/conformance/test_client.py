@@ -626,3 +626,20 @@ def test_health_version_and_discovery_documents(emulator: Any, test_crds: None) 
     assert (
         apps["deployments/scale"]["kind"] == "Scale" and apps["deployments/scale"]["group"] == "autoscaling"
     )
+
+
+def test_aggregated_discovery_when_asked_for(emulator: Any, test_crds: None) -> None:
+    accept = (
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+        "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+    )
+    response = urllib3.PoolManager().request("GET", f"{emulator.url}/apis", headers={"Accept": accept})
+    assert (
+        response.headers["Content-Type"]
+        == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    )
+    groups = {g["metadata"]["name"]: g for g in json.loads(response.data)["items"]}
+    widgets = next(r for r in groups["example.com"]["versions"][0]["resources"] if r["resource"] == "widgets")
+    assert widgets["responseKind"] == {"group": "example.com", "version": "v1", "kind": "Widget"}
+    assert widgets["scope"] == "Namespaced" and widgets["shortNames"] == ["wd"]
+    assert [s["subresource"] for s in widgets["subresources"]] == ["status"]

@@ -90,3 +90,67 @@ def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any
         "groupVersion": f"{group}/{version}" if group else version,
         "resources": resources,
     }
+
+
+AGGREGATED_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def wants_aggregated(accept: str) -> bool:
+    """Whether the client asks for aggregated discovery (apidiscovery.k8s.io/v2), as kubectl does first."""
+    for offer in accept.split(","):
+        params = {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in offer.split(";")[1:])}
+        if params.get("as") == "APIGroupDiscoveryList" and params.get("v") == "v2":
+            return True
+    return False
+
+
+def _aggregated_resource(rt: ResourceType) -> dict[str, Any]:
+    kind = {"group": rt.group, "version": rt.version, "kind": rt.kind}
+    entry: dict[str, Any] = {
+        "resource": rt.plural,
+        "responseKind": kind,
+        "scope": "Namespaced" if rt.namespaced else "Cluster",
+        "singularResource": rt.singular,
+        "verbs": list(VERBS),
+    }
+    if rt.short_names:
+        entry["shortNames"] = list(rt.short_names)
+    if rt.categories:
+        entry["categories"] = list(rt.categories)
+    subresources = []
+    for sub in rt.subresources:
+        sub_kind = {"group": "autoscaling", "version": "v1", "kind": "Scale"} if sub == "scale" else kind
+        subresources.append({"subresource": sub, "responseKind": sub_kind, "verbs": list(SUBRESOURCE_VERBS)})
+    if subresources:
+        entry["subresources"] = subresources
+    return entry
+
+
+def aggregated(registry: Registry, core: bool) -> dict[str, Any]:
+    """The APIGroupDiscoveryList of /api (core) or /apis (every named group)."""
+    names = [""] if core else registry.groups()
+    items = []
+    for group in names:
+        versions = ["v1"] if core else registry.versions(group)
+        items.append(
+            {
+                "metadata": {"name": group} if group else {},
+                "versions": [
+                    {
+                        "version": v,
+                        "resources": [
+                            _aggregated_resource(rt)
+                            for rt in sorted(registry.in_group_version(group, v), key=lambda t: t.plural)
+                        ],
+                        "freshness": "Current",
+                    }
+                    for v in versions
+                ],
+            }
+        )
+    return {
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    }

@@ -106,12 +106,19 @@ async def _version(request: web.Request) -> web.Response:
     return _json(VERSION_INFO)
 
 
+def _aggregated(request: web.Request, core: bool) -> web.Response | None:
+    if not discovery.wants_aggregated(request.headers.get("Accept", "")):
+        return None
+    body = json.dumps(discovery.aggregated(request.app[CLUSTER].registry, core), separators=(",", ":"))
+    return web.Response(body=body.encode(), headers={"Content-Type": discovery.AGGREGATED_TYPE})
+
+
 async def _api(request: web.Request) -> web.Response:
-    return _json(discovery.api_versions(request.host))
+    return _aggregated(request, core=True) or _json(discovery.api_versions(request.host))
 
 
 async def _apis(request: web.Request) -> web.Response:
-    return _json(discovery.api_group_list(request.app[CLUSTER].registry))
+    return _aggregated(request, core=False) or _json(discovery.api_group_list(request.app[CLUSTER].registry))
 
 
 async def _group(request: web.Request) -> web.Response:
