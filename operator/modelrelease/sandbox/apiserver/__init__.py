@@ -12,9 +12,10 @@ delete, the status and scale subresources, generation, finalizers, namespaces, g
 structural schemas (pruning, defaulting, validation with CEL).
 
 Simplified on purpose: field ownership uses a name/port/... key heuristic for lists rather than each
-field's declared list type, garbage collection is synchronous, Foreground deletion deletes dependents first instead of waiting on a
-`foregroundDeletion` finalizer, deleting a CRD drops its objects at once, no authn/authz, no admission
-webhooks, no per-namespace `default` ServiceAccount or `kube-root-ca.crt`, no pods/log or exec, OpenAPI v3
-only describes operations (plus CRD schemas), protobuf request bodies are decoded only for the kinds
-client-go's typed clients create in practice (ConfigMap, Secret, Namespace, ServiceAccount, Event).
+field's declared list type; garbage collection is synchronous; Foreground deletion deletes dependents
+first instead of waiting on a `foregroundDeletion` finalizer; deleting a CRD drops its objects at once;
+no authn/authz, no admission webhooks, no per-namespace `default` ServiceAccount or `kube-root-ca.crt`,
+no pods/log or exec; OpenAPI v3 only describes operations (plus CRD schemas); protobuf request bodies
+are decoded only for the kinds client-go's typed clients create in practice (ConfigMap, Secret,
+Namespace, ServiceAccount, Event).
 """
