@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import sys
@@ -525,6 +524,8 @@ async def _group_resource_list(request: web.Request) -> web.Response:
 
 
 async def _openapi_v2(request: web.Request) -> web.Response:
+    """Not served: clients (kubectl's field-validation check, `kubectl explain`) use /openapi/v3 first,
+    and kubectl falls back to its compiled-in types for strategic-merge patches without it."""
     raise _not_found_path()
 
 
@@ -578,5 +579,4 @@ async def serve(
         await (stop or asyncio.Event()).wait()
     finally:
         app[CLUSTER].store.close_watches()
-        with contextlib.suppress(Exception):
-            await runner.cleanup()
+        await runner.cleanup()
