@@ -190,6 +190,11 @@ async def poll(
             delay = min(interval, _backoff(failures))
             logger.warning("reconcile failed (attempt %d, next in %.0fs): %s", failures, delay, exc)
             continue
+        except Exception:  # a bug must not end the polling of this release
+            failures += 1
+            delay = min(interval, _backoff(failures))
+            logger.exception("reconcile crashed (attempt %d, next in %.0fs)", failures, delay)
+            continue
         failures = 0
         if plan is None:
             break

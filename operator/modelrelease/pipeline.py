@@ -214,6 +214,11 @@ async def _reconcile(op: Operator, state: ReleaseState, namespace: str, name: st
     now = datetime.now(UTC)
 
     target = await _target(op, namespace, spec)
+    if not isinstance(target, SpecError) and spec.serving.target_ref is not None and live is not None:
+        try:
+            manifests.target_container(live, spec.serving.target_ref.container)
+        except manifests.RenderError as exc:
+            target = SpecError(exc.field, str(exc).split(": ", 1)[-1], "TargetContainerNotFound")
     problem: SpecError | None = None
     registry: MlflowRegistry | None = None
     resolution: ModelVersion | RegistryError
@@ -242,12 +247,7 @@ async def _reconcile(op: Operator, state: ReleaseState, namespace: str, name: st
     if plan.status_patch is not None:
         await op.kube.patch_release_status(namespace, name, plan.status_patch)
     if plan.deploy is not None:
-        try:
-            await _carry_out(op, release, spec, generation, plan.deploy, live)
-        except manifests.RenderError as exc:
-            problem = SpecError(exc.field, str(exc).split(": ", 1)[-1], "TargetContainerNotFound")
-            await _event(op, body, "Warning", problem.reason, str(problem))
-            raise problem from None
+        await _carry_out(op, release, spec, generation, plan.deploy, live)
     elif spec.serving.managed and (plan.status.current is not None or live is not None):
         await _ensure_service(op, release, spec, generation)
     for event in plan.events:

@@ -337,3 +337,21 @@ def test_mlflow_webhook_moves_the_deployment_without_waiting_for_the_poll(
     latency = time.monotonic() - moved
     record_property("webhook_alias_move_to_deployment_patch_seconds", round(latency, 2))
     print(f"\nalias move + webhook -> Deployment patched: {latency:.2f}s (pollInterval 10m)")
+
+
+def test_target_ref_naming_a_missing_container_is_refused_naming_the_field(
+    cluster: Cluster, operator: Operator, ns: str
+) -> None:
+    cluster.apps.create_namespaced_deployment(ns, TARGET)
+    spec = release_spec(
+        model_name("nocontainer"), serving={"targetRef": {"name": "scorer", "container": "model"}}
+    )
+    cluster.apply_release(ns, "fraud", spec)
+    resolved = eventually(
+        "Resolved=False naming the field",
+        lambda: (c := cluster.condition(ns, "fraud", "Resolved")).get("status") == "False" and c,
+    )
+    assert resolved["reason"] == "TargetContainerNotFound"
+    assert resolved["message"].startswith("spec.serving.targetRef.container:")
+    assert "proxy, server" in resolved["message"]
+    assert cluster.model_uri(ns, "scorer", container=1) == "unset"
