@@ -355,3 +355,22 @@ def test_target_ref_naming_a_missing_container_is_refused_naming_the_field(
     assert resolved["message"].startswith("spec.serving.targetRef.container:")
     assert "proxy, server" in resolved["message"]
     assert cluster.model_uri(ns, "scorer", container=1) == "unset"
+
+
+@pytest.mark.filterwarnings(
+    "ignore:.*transition_model_version_stage.*:FutureWarning"
+)  # the point of the test
+def test_legacy_stage_reference_resolves_with_a_deprecation_warning(
+    cluster: Cluster, models: Models, operator: Operator, ns: str
+) -> None:
+    model = model_name("stage")
+    v1 = models.register(model)
+    models.client.transition_model_version_stage(model, v1, "Production")
+    spec = release_spec(model)
+    spec["model"] = {"name": model, "stage": "Production"}
+    cluster.apply_release(ns, "fraud", spec)
+    wait_serving(cluster, ns, "fraud", model, v1, "Ready")
+    resolved = cluster.condition(ns, "fraud", "Resolved")
+    assert resolved["reason"] == "StageResolved"
+    assert "deprecated" in resolved["message"]
+    assert cluster.status(ns, "fraud")["resolved"]["stage"] == "Production"
