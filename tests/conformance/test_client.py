@@ -643,3 +643,20 @@ def test_aggregated_discovery_when_asked_for(emulator: Any, test_crds: None) -> 
     assert widgets["responseKind"] == {"group": "example.com", "version": "v1", "kind": "Widget"}
     assert widgets["scope"] == "Namespaced" and widgets["shortNames"] == ["wd"]
     assert [s["subresource"] for s in widgets["subresources"]] == ["status"]
+
+
+def test_field_selector_on_crd_selectable_fields(
+    api: client.ApiClient, namespace: str, test_crds: None
+) -> None:
+    custom = client.CustomObjectsApi(api)
+    for name, color in [("r", "red"), ("b", "blue")]:
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, _widget(name, 1, color=color)
+        )
+    found = custom.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, field_selector="spec.color=blue"
+    )
+    assert [w["metadata"]["name"] for w in found["items"]] == ["b"]
+    with pytest.raises(ApiException) as unsupported:
+        custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, field_selector="spec.size=1")
+    assert unsupported.value.status == 400

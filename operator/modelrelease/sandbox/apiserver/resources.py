@@ -31,6 +31,7 @@ class ResourceType:
     # the storage this type reads and writes; two types share it when they are views of one resource
     storage_group: str | None = None
     printer_columns: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+    selectable_fields: tuple[str, ...] = ()  # a CRD's spec.versions[].selectableFields, as dotted paths
     schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
@@ -216,6 +217,9 @@ def crd_types(crd: dict[str, Any]) -> list[ResourceType]:
                 generation=True,
                 builtin=False,
                 printer_columns=tuple(v.get("additionalPrinterColumns", ())),
+                selectable_fields=tuple(
+                    str(f.get("jsonPath", "")).lstrip(".") for f in v.get("selectableFields") or []
+                ),
                 schema=schema,
             )
         )

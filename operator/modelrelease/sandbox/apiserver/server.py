@@ -244,6 +244,7 @@ def _predicate(request: web.Request, rt: ResourceType) -> Callable[[Obj], bool]:
         request.query.get("labelSelector"),
         conversion.field_selector_to_storage(rt, fields) if fields else None,
         rt.kind,
+        rt.selectable_fields,
     )
 
 
