@@ -660,3 +660,16 @@ def test_field_selector_on_crd_selectable_fields(
     with pytest.raises(ApiException) as unsupported:
         custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, field_selector="spec.size=1")
     assert unsupported.value.status == 400
+
+
+def test_foreground_propagation_deletes_dependents_too(api: client.ApiClient, namespace: str) -> None:
+    core = client.CoreV1Api(api)
+    owner = core.create_namespaced_config_map(namespace, _cm("fg-owner"))
+    ref = client.V1OwnerReference(
+        api_version="v1", kind="ConfigMap", name="fg-owner", uid=owner.metadata.uid, block_owner_deletion=True
+    )
+    core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="fg-child", owner_references=[ref]))
+    )
+    core.delete_namespaced_config_map("fg-owner", namespace, propagation_policy="Foreground")
+    wait_for(lambda: not core.list_namespaced_config_map(namespace).items)
