@@ -189,3 +189,17 @@ def test_secret_data_must_be_base64() -> None:
         "illegal base64 data in data[bad]"
     )
     assert validation.undecodable_bytes("", "ConfigMap", {"data": {"plain": "not base64!"}}) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "ok"),
+    [
+        ("Namespace", "ml-team", True),
+        ("Namespace", "ml.team", False),
+        ("Service", "fraud", True),
+        ("Service", "7fraud", False),
+        ("ConfigMap", "fraud.v7", True),
+    ],
+)
+def test_kind_specific_name_rules(kind: str, name: str, ok: bool) -> None:
+    assert (validation.validate("", kind, {"metadata": {"name": name}}, None) == []) is ok

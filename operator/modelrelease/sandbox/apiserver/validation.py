@@ -14,6 +14,8 @@ Cause = tuple[str, str, str]  # (reason, field, message after the field)
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _ANNOTATIONS_LIMIT = 256 * 1024
 _WORKLOADS = {("apps", "Deployment"), ("apps", "ReplicaSet"), ("apps", "StatefulSet"), ("apps", "DaemonSet")}
 
@@ -97,8 +99,23 @@ def _workload(obj: Obj, old: Obj | None) -> list[Cause]:
     return causes
 
 
+def _label_name(obj: Obj, pattern: re.Pattern[str], what: str, rule: str) -> list[Cause]:
+    name = str((obj.get("metadata") or {}).get("name", ""))
+    if len(name) <= 63 and pattern.match(name):
+        return []
+    return [
+        ("FieldValueInvalid", "metadata.name", f'Invalid value: "{name}": a {what} must consist of {rule}')
+    ]
+
+
 def _service(obj: Obj) -> list[Cause]:
-    causes: list[Cause] = []
+    causes = _label_name(
+        obj,
+        _DNS1035_LABEL,
+        "DNS-1035 label",
+        "lower case alphanumeric characters or '-', "
+        "start with an alphabetic character, and end with an alphanumeric character",
+    )
     for i, port in enumerate((obj.get("spec") or {}).get("ports") or []):
         number = port.get("port")
         if not isinstance(number, int) or not 0 < number < 65536:
@@ -179,6 +196,14 @@ def validate(group: str, kind: str, obj: Obj, old: Obj | None) -> list[Cause]:
         return _containers(obj.get("spec") or {}, "spec")
     if (group, kind) == ("", "Service"):
         return _service(obj)
+    if (group, kind) == ("", "Namespace"):
+        return _label_name(
+            obj,
+            _DNS1123_LABEL,
+            "lowercase RFC 1123 label",
+            "lower case alphanumeric "
+            "characters or '-', and must start and end with an alphanumeric character",
+        )
     return []
 
 
