@@ -147,6 +147,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         "HorizontalPodAutoscaler",
         short=("hpa",),
         status=True,
+        generation=True,
         all_category=True,
     ),
     _b("batch", "v1", "jobs", "Job", status=True, generation=True, all_category=True),
