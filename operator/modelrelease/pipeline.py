@@ -210,7 +210,7 @@ async def _reconcile(op: Operator, state: ReleaseState, namespace: str, name: st
 
     deployment_name = spec.serving.target_ref.name if spec.serving.target_ref else name
     live = await op.kube.get_deployment(namespace, deployment_name)
-    observed = observe(live) if live is not None else None
+    observed = observe(live, release=name) if live is not None else None
     now = datetime.now(UTC)
 
     target = await _target(op, namespace, spec)

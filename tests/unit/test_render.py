@@ -262,6 +262,12 @@ def test_history_entry_rebuilt_from_annotations() -> None:
     assert in_progress is not None and in_progress.outcome is None
 
 
+def test_a_pin_left_by_another_release_is_not_taken_over() -> None:
+    deployment = render(spec())
+    assert observe(deployment, release="fraud").pin == PIN
+    assert observe(deployment, release="other").pin is None
+
+
 def test_deployment_without_annotations_carries_no_pin() -> None:
     observed = observe(LIVE_TARGET)
     assert observed.pin is None

@@ -36,6 +36,7 @@ from modelrelease.api.models import (
     Phase,
     Resolved,
     VerificationEntry,
+    parse_model_uri,
 )
 from modelrelease.registry.base import ModelVersion, RegistryError, RegistryUnavailable
 from modelrelease.render.observe import ObservedDeployment, rebuilt_entry
@@ -95,7 +96,7 @@ def _key(uri: str, release_generation: int | None) -> tuple[str, int | None]:
 
 
 def _entry_pin(entry: HistoryEntry | Current) -> Pin:
-    name = entry.model_uri.removeprefix("models:/").rsplit("/", 1)[0]
+    name, _kind, _version = parse_model_uri(entry.model_uri)
     return Pin(model=name, version=entry.version, digest=entry.digest)
 
 

@@ -16,6 +16,7 @@ from modelrelease.render.manifests import (
     DIGEST_ANNOTATION,
     GENERATION_ANNOTATION,
     MODEL_URI_ANNOTATION,
+    RELEASE_ANNOTATION,
     VERSION_ANNOTATION,
 )
 from modelrelease.render.pin import Pin
@@ -41,10 +42,13 @@ def _conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c.get("type", ""): c for c in status.get("conditions") or []}
 
 
-def template_pin(deployment: dict[str, Any]) -> tuple[Pin | None, int | None]:
-    """The pin and release generation recorded in the pod-template annotations, if any."""
+def template_pin(deployment: dict[str, Any], release: str | None = None) -> tuple[Pin | None, int | None]:
+    """The pin and release generation recorded in the pod-template annotations, if any; with `release`,
+    only a pin that release recorded (not one left by another, deleted release)."""
     template = deployment.get("spec", {}).get("template", {})
     annotations: dict[str, str] = template.get("metadata", {}).get("annotations") or {}
+    if release is not None and annotations.get(RELEASE_ANNOTATION) != release:
+        return None, None
     uri = annotations.get(MODEL_URI_ANNOTATION)
     version = annotations.get(VERSION_ANNOTATION)
     if not uri or not version:
@@ -91,8 +95,8 @@ def rollout_state(deployment: dict[str, Any]) -> tuple[RolloutState, str]:
     return "Progressing", f"{updated}/{replicas} updated, {available}/{replicas} available"
 
 
-def observe(deployment: dict[str, Any]) -> ObservedDeployment:
-    pin, generation = template_pin(deployment)
+def observe(deployment: dict[str, Any], release: str | None = None) -> ObservedDeployment:
+    pin, generation = template_pin(deployment, release)
     state, message = rollout_state(deployment)
     status = deployment.get("status") or {}
     applied = (deployment.get("metadata", {}).get("annotations") or {}).get(APPLIED_GENERATION_ANNOTATION, "")
