@@ -20,6 +20,7 @@ from typing import Any, cast
 import yaml
 
 from modelrelease.sandbox import stack
+from modelrelease.sandbox.registrar import Registrar
 from modelrelease.sandbox.simulator import fault_key
 
 MODEL = "demo-classifier"
@@ -48,17 +49,13 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0) -> Any:
 
 class Demo:
     def __init__(self, info: stack.SandboxInfo) -> None:
-        import boto3
         import kubernetes
-        import mlflow
 
         self.info = info
         os.environ.update(info.env)
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         logging.getLogger("mlflow").setLevel(logging.WARNING)
-        mlflow.set_tracking_uri(info.mlflow_url)
-        self.mlflow = mlflow.MlflowClient()
-        self.s3 = boto3.client("s3", endpoint_url=info.s3_url)
+        self.registrar = Registrar(info, "demo")
         api = kubernetes.config.new_client_from_config(config_file=str(info.kubeconfig))
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.apps = kubernetes.client.AppsV1Api(api)
@@ -67,7 +64,6 @@ class Demo:
 
     def register(self, quality: str) -> str:
         """Train, log and register a model; `quality` is "good" or "poor". Returns the version."""
-        import mlflow
         from mlflow.models import infer_signature
         from sklearn.datasets import load_breast_cancer
         from sklearn.dummy import DummyClassifier
@@ -88,39 +84,21 @@ class Demo:
         )
         estimator.fit(x_train, y_train)
         f1 = float(f1_score(y_test, estimator.predict(x_test)))
-        mlflow.set_experiment("demo")
-        with mlflow.start_run():
-            mlflow.log_metric("f1", f1)
-            info = mlflow.sklearn.log_model(
-                estimator,
-                name="model",
-                signature=infer_signature(x_test, estimator.predict(x_test)),
-                registered_model_name=MODEL,
-                pip_requirements=["scikit-learn"],  # skips requirement inference (a subprocess per model)
-            )
-        version = str(info.registered_model_version)
+        signature = infer_signature(x_test, estimator.predict(x_test))
+        version = self.registrar.log_version(MODEL, estimator, signature, {"f1": f1}, stamp=False)
         print(f"    registered {MODEL} version {version} (f1={f1:.3f})")
         return version
 
     def stamp(self, version: str) -> None:
-        from modelrelease.registry.commands import stamp_command
-
-        digest = stamp_command(MODEL, version, "modelrelease.io/sha256")
+        digest = self.registrar.stamp(MODEL, version)
         print(f"    modelrelease stamp {MODEL} {version} -> {digest[:19]}...")
 
     def move_alias(self, version: str) -> None:
-        self.mlflow.set_registered_model_alias(MODEL, "champion", version)
+        self.registrar.move_alias(MODEL, version)
         print(f"    alias champion -> version {version}")
 
     def tamper(self, version: str) -> None:
-        """Alter the stored model bytes behind the registry's back."""
-        uri = self.mlflow.get_model_version_download_uri(MODEL, version)
-        prefix = uri.split(":", 1)[1].lstrip("/")
-        listing = self.s3.list_objects_v2(Bucket=self.info.bucket, Prefix=prefix)
-        # The serialized estimator: model.skops (MLflow 3's default for scikit-learn) or model.pkl.
-        key = next(o["Key"] for o in listing["Contents"] if o["Key"].endswith(("model.skops", "model.pkl")))
-        body = self.s3.get_object(Bucket=self.info.bucket, Key=key)["Body"].read()
-        self.s3.put_object(Bucket=self.info.bucket, Key=key, Body=body + b"\0")
+        key = self.registrar.tamper(MODEL, version)
         print(f"    altered s3://{self.info.bucket}/{key} after stamping")
 
     # -- cluster side ----------------------------------------------------------------------------

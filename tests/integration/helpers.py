@@ -25,6 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelrelease.api.models import GROUP, PLURAL, VERSION
+from modelrelease.sandbox.registrar import Registrar
 from modelrelease.sandbox.simulator import FAULTS_CONFIGMAP, fault_key
 from modelrelease.sandbox.stack import SandboxInfo, free_port
 
@@ -161,55 +162,21 @@ def history(status: dict[str, Any]) -> list[tuple[str, str | None]]:
 # ------------------------------------------------------------------------------ MLflow side
 
 
-class Models:
+class Models(Registrar):
     """Registers real scikit-learn models (trained once, logged per version with its own run)."""
 
     def __init__(self, sandbox: SandboxInfo) -> None:
-        import boto3
-        import mlflow
         from mlflow.models import infer_signature
         from sklearn.datasets import load_iris
         from sklearn.linear_model import LogisticRegression
 
-        self.sandbox = sandbox
-        mlflow.set_tracking_uri(sandbox.mlflow_url)
-        mlflow.set_experiment("operator-integration")
-        self.mlflow = mlflow
-        self.client = mlflow.MlflowClient()
-        self.s3 = boto3.client("s3", endpoint_url=sandbox.s3_url)
+        super().__init__(sandbox, "operator-integration")
         x, y = load_iris(return_X_y=True, as_frame=True)
         self.estimator = LogisticRegression(max_iter=300).fit(x, y)
         self.signature = infer_signature(x, self.estimator.predict(x))
 
     def register(self, name: str, f1: float = 0.95, stamp: bool = True) -> str:
-        from modelrelease.registry.commands import stamp_command
-
-        with self.mlflow.start_run():
-            self.mlflow.log_metric("f1", f1)
-            info = self.mlflow.sklearn.log_model(
-                self.estimator,
-                name="model",
-                signature=self.signature,
-                registered_model_name=name,
-                pip_requirements=["scikit-learn"],  # skips requirement inference (a subprocess per model)
-            )
-        version = str(info.registered_model_version)
-        if stamp:
-            stamp_command(name, version, "modelrelease.io/sha256")
-        return version
-
-    def move_alias(self, name: str, version: str, alias: str = "champion") -> None:
-        self.client.set_registered_model_alias(name, alias, version)
-
-    def tamper(self, name: str, version: str) -> None:
-        """Alter the stored model bytes behind the registry's back (after stamping)."""
-        uri = self.client.get_model_version_download_uri(name, version)
-        prefix = uri.split(":", 1)[1].lstrip("/")
-        listing = self.s3.list_objects_v2(Bucket=self.sandbox.bucket, Prefix=prefix)
-        # The serialized estimator: model.skops (MLflow 3's default for scikit-learn) or model.pkl.
-        key = next(o["Key"] for o in listing["Contents"] if o["Key"].endswith(("model.skops", "model.pkl")))
-        body = self.s3.get_object(Bucket=self.sandbox.bucket, Key=key)["Body"].read()
-        self.s3.put_object(Bucket=self.sandbox.bucket, Key=key, Body=body + b"\0")
+        return self.log_version(name, self.estimator, self.signature, {"f1": f1}, stamp=stamp)
 
 
 # ------------------------------------------------------------------------------ operator process
