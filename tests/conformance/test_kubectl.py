@@ -357,6 +357,21 @@ def test_builtin_validation_rejects_selector_mismatch(kubectl: Kubectl, namespac
     )
 
 
+def test_configmap_keys_must_be_config_keys(kubectl: Kubectl, namespace: str) -> None:
+    # Why sandbox-faults spells model URIs as `models_fraud_5`: a real server refuses `models:/fraud/5`.
+    bad = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: faults}\ndata: {'models:/fraud/5': crashloop}\n"
+    result = kubectl("apply", "-n", namespace, "-f", "-", input=bad, check=False)
+    assert result.returncode != 0
+    assert 'The ConfigMap "faults" is invalid: data[models:/fraud/5]: Invalid value: "models:/fraud/5"' in (
+        result.stderr
+    )
+    assert "a valid config key must consist of alphanumeric characters" in result.stderr
+    good = kubectl(
+        "create", "configmap", "faults", "-n", namespace, "--from-literal=models_fraud_5=crashloop"
+    )
+    assert good.returncode == 0
+
+
 def test_unknown_builtin_field_rejected_by_strict_validation(kubectl: Kubectl, namespace: str) -> None:
     typo = DEPLOYMENT.replace(
         "image: example/server:1.0", "image: example/server:1.0\n          imagePullPolice: Always"

@@ -197,20 +197,19 @@ def test_healthy_deployment_becomes_available(cli_sandbox: Sandbox) -> None:
     assert "successfully rolled out" in rolled.stdout
 
 
-FAULTS_BY_URI_KEY = """\
+FAULTS_FILE = """\
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: sandbox-faults, namespace: NS}
-data: {"models:/fraud/2": crashloop}
+data: {"models_fraud_2": crashloop}
 """
 
 
 @pytest.mark.parametrize(
     ("fault", "create_faults"),
     [
-        # The key as the design names it: the model URI itself.
-        ("crashloop", f"kubectl apply -f - <<'EOF'\n{FAULTS_BY_URI_KEY}EOF"),
-        # The spelling a real API server accepts as a ConfigMap key, which `kubectl create configmap` needs.
+        # A real API server accepts only [-._a-zA-Z0-9] in ConfigMap keys: the URI is spelled fault_key(uri).
+        ("crashloop", f"kubectl apply -f - <<'EOF'\n{FAULTS_FILE}EOF"),
         ("unready", "kubectl -n NS create configmap sandbox-faults --from-literal=models_fraud_2=unready"),
     ],
 )

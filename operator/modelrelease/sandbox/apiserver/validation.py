@@ -16,6 +16,7 @@ _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _ANNOTATIONS_LIMIT = 256 * 1024
 _WORKLOADS = {("apps", "Deployment"), ("apps", "ReplicaSet"), ("apps", "StatefulSet"), ("apps", "DaemonSet")}
 
@@ -184,6 +185,25 @@ def metadata(obj: Obj) -> list[Cause]:
     return causes
 
 
+def _config_keys(obj: Obj, fields: tuple[str, ...]) -> list[Cause]:
+    """ConfigMap and Secret keys, as k8s.io/apimachinery's IsConfigMapKey words it."""
+    causes: list[Cause] = []
+    for field in fields:
+        for key in obj.get(field) or {}:
+            if len(key) <= 253 and _CONFIG_KEY.match(key) and key not in (".", ".."):
+                continue
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    f"{field}[{key}]",
+                    f'Invalid value: "{key}": a valid config key must consist of alphanumeric '
+                    "characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', "
+                    "regex used for validation is '[-._a-zA-Z0-9]+')",
+                )
+            )
+    return causes
+
+
 def validate(group: str, kind: str, obj: Obj, old: Obj | None) -> list[Cause]:
     """The causes of a 422 for a built-in object's kind-specific rules (empty when it passes)."""
     if (group, kind) in _WORKLOADS:
@@ -196,6 +216,10 @@ def validate(group: str, kind: str, obj: Obj, old: Obj | None) -> list[Cause]:
         return _containers(obj.get("spec") or {}, "spec")
     if (group, kind) == ("", "Service"):
         return _service(obj)
+    if (group, kind) == ("", "ConfigMap"):
+        return _config_keys(obj, ("data", "binaryData"))
+    if (group, kind) == ("", "Secret"):
+        return _config_keys(obj, ("data", "stringData"))
     if (group, kind) == ("", "Namespace"):
         return _label_name(
             obj,
