@@ -392,6 +392,14 @@ def _candidate(
     spec = work.spec
     if work.current is not None and work.current.model_uri == mv.uri:
         return None, None
+    last = next((e for e in reversed(work.history) if e.outcome != "Blocked"), None)
+    if (
+        last is not None
+        and last.outcome == "Failed"
+        and last.model_uri == mv.uri
+        and last.release_generation == work.generation
+    ):
+        return None, None  # the Deployment still carries exactly this failed attempt: nothing to retry
     if not spec.serving.managed and observed is None:
         return None, None  # nothing to repoint yet
     if _verified_for(work.prev, mv.version, work.generation):
