@@ -383,3 +383,14 @@ def test_history_is_bounded_and_keeps_the_rollback_target() -> None:
     plan = release.step(mv(6), deployment(6, "Failed"))
     assert plan.deploy is not None and plan.deploy.pin.version == "1"
     assert release.outcomes() == [("1", "Succeeded"), ("5", "Blocked"), ("6", "RolledBack")]
+
+
+def test_a_failed_attempt_left_in_place_is_retried_only_after_a_spec_change() -> None:
+    release = Release(make_spec(rollout={"autoRollback": False}))
+    serving(release, 2)
+    release.step(mv(5), deployment(2, "Succeeded"), PASS)
+    release.step(mv(5), deployment(5, "Failed"))
+    release.step(mv(6), deployment(5, "Failed"), FAIL_F1)  # the alias moves on, is blocked, comes back
+    assert release.step(mv(5), deployment(5, "Failed")).verify is None
+    release.generation = 2
+    assert release.step(mv(5), deployment(5, "Failed")).verify == mv(5)
