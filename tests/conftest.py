@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from modelrelease.sandbox import stack
 
 KubectlRunner = Callable[..., "subprocess.CompletedProcess[str]"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +49,12 @@ def run_kubectl(
 def run_kubectl_fixture() -> KubectlRunner:
     """`run_kubectl(sandbox, *args, stdin=None, timeout=60) -> CompletedProcess[str]`."""
     return run_kubectl
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    """The real helm binary (tools/install-helm.sh puts it in .tools/bin); tests skip without it."""
+    found = shutil.which("helm", path=str(ROOT / ".tools" / "bin")) or shutil.which("helm")
+    if found is None:
+        pytest.skip("helm is not installed: run `bash tools/install-helm.sh .tools` (make install does)")
+    return found

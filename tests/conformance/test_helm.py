@@ -10,12 +10,6 @@ from emu_support import Emulator, wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-HELM = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm"
-
-pytestmark = pytest.mark.skipif(
-    not HELM.exists(), reason=f"helm is not installed at {HELM} (tools/install-helm.sh installs it)"
-)
-
 CHART = {
     "Chart.yaml": "apiVersion: v2\nname: tiny\nversion: 0.1.0\n",
     "values.yaml": "greeting: hello\nreplicas: 1\nextra: true\n",
@@ -44,35 +38,43 @@ def chart(tmp_path: Path) -> Path:
     return root
 
 
-def _helm(emulator: Emulator, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(HELM), *args], env=emulator.env, capture_output=True, text=True, timeout=60)
+def _helm(helm: str, emulator: Emulator, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([helm, *args], env=emulator.env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"helm {' '.join(args)} failed: {result.stderr}"
     return result
 
 
 def test_helm_install_upgrade_uninstall(
-    emulator: Emulator, api: client.ApiClient, namespace: str, chart: Path
+    helm: str, emulator: Emulator, api: client.ApiClient, namespace: str, chart: Path
 ) -> None:
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    _helm(emulator, "install", "rel", str(chart), "-n", namespace)
+    _helm(helm, emulator, "install", "rel", str(chart), "-n", namespace)
     assert core.read_namespaced_config_map("rel-config", namespace).data == {
         "greeting": "hello",
         "extra": "yes",
     }
     dep = apps.read_namespaced_deployment("rel-web", namespace)
     assert dep.spec.replicas == 1 and dep.spec.template.spec.containers[0].env[0].value == "hello"
-    status = _helm(emulator, "status", "rel", "-n", namespace).stdout
+    status = _helm(helm, emulator, "status", "rel", "-n", namespace).stdout
     assert "STATUS: deployed" in status
 
     _helm(
-        emulator, "upgrade", "rel", str(chart), "-n", namespace, "--set", "greeting=hi,replicas=2,extra=false"
+        helm,
+        emulator,
+        "upgrade",
+        "rel",
+        str(chart),
+        "-n",
+        namespace,
+        "--set",
+        "greeting=hi,replicas=2,extra=false",
     )
     # a field the chart no longer renders is removed, as server-side apply does for its own manager
     assert core.read_namespaced_config_map("rel-config", namespace).data == {"greeting": "hi"}
     assert apps.read_namespaced_deployment("rel-web", namespace).spec.replicas == 2
-    assert "REVISION: 2" in _helm(emulator, "status", "rel", "-n", namespace).stdout
+    assert "REVISION: 2" in _helm(helm, emulator, "status", "rel", "-n", namespace).stdout
 
-    _helm(emulator, "uninstall", "rel", "-n", namespace)
+    _helm(helm, emulator, "uninstall", "rel", "-n", namespace)
 
     def gone() -> bool:
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -32,10 +31,7 @@ Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 @pytest.fixture(scope="module")
-def helm(sandbox: SandboxInfo) -> Callable[..., subprocess.CompletedProcess[str]]:
-    binary = shutil.which("helm", path=str(ROOT / ".tools" / "bin")) or shutil.which("helm")
-    if binary is None:
-        pytest.skip("helm is not installed: run `bash tools/install-helm.sh .tools` (make install does)")
+def sandbox_helm(helm: str, sandbox: SandboxInfo) -> Callable[..., subprocess.CompletedProcess[str]]:
     helm_home = sandbox.dir / "helm"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -45,12 +41,9 @@ def helm(sandbox: SandboxInfo) -> Callable[..., subprocess.CompletedProcess[str]
             "HELM_CONFIG_HOME": str(helm_home / "config"),
             "HELM_CACHE_HOME": str(helm_home / "cache"),
             "HELM_DATA_HOME": str(helm_home / "data"),
-            # `--wait` watches with client-go's streaming list (sendInitialEvents), which the sandbox API
-            # emulator does not serve yet; plain list+watch is what client-go falls back to on older servers.
-            "KUBE_FEATURE_WatchListClient": "false",
         }
         return subprocess.run(
-            [binary, *args], env=env, capture_output=True, text=True, check=False, timeout=180
+            [helm, *args], env=env, capture_output=True, text=True, check=False, timeout=180
         )
 
     return run
@@ -71,15 +64,15 @@ def exists(run_kubectl: Kubectl, sandbox: SandboxInfo, *args: str) -> bool:
 
 
 def test_helm_install_upgrade_uninstall(
-    helm: Callable[..., subprocess.CompletedProcess[str]], sandbox: SandboxInfo, run_kubectl: Kubectl
+    sandbox_helm: Callable[..., subprocess.CompletedProcess[str]], sandbox: SandboxInfo, run_kubectl: Kubectl
 ) -> None:
     # Another test may have applied the CRD from crds/ already: the chart adopts it instead of failing.
-    installed = helm(
+    installed = sandbox_helm(
         "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace", "--take-ownership",
         "--wait", "--timeout", "90s",
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
-    status = json.loads(helm("status", RELEASE, "--namespace", NAMESPACE, "--output", "json").stdout)
+    status = json.loads(sandbox_helm("status", RELEASE, "--namespace", NAMESPACE, "--output", "json").stdout)
     assert status["info"]["status"] == "deployed"
 
     crd = get_json(run_kubectl, sandbox, "crd", CRD_NAME)
@@ -100,7 +93,7 @@ def test_helm_install_upgrade_uninstall(
         if not exists(run_kubectl, sandbox, "namespace", watched):
             created = run_kubectl(sandbox, "create", "namespace", watched)
             assert created.returncode == 0, created.stderr
-    upgraded = helm(
+    upgraded = sandbox_helm(
         "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--wait", "--timeout", "90s",
         "--set-json", 'watchNamespaces=["mr-install-a","mr-install-b"]',
     )  # fmt: skip
@@ -118,7 +111,7 @@ def test_helm_install_upgrade_uninstall(
     }
     assert env["MODELRELEASE_NAMESPACES"] == "mr-install-a,mr-install-b"
 
-    uninstalled = helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout", "90s")
+    uninstalled = sandbox_helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout", "90s")
     assert uninstalled.returncode == 0, uninstalled.stderr
     assert not exists(run_kubectl, sandbox, "deployment", FULLNAME, "-n", NAMESPACE)
     assert not exists(run_kubectl, sandbox, "clusterrole", FULLNAME)
@@ -128,9 +121,9 @@ def test_helm_install_upgrade_uninstall(
 
 
 def test_values_schema_is_enforced_on_install(
-    helm: Callable[..., subprocess.CompletedProcess[str]], sandbox: SandboxInfo, run_kubectl: Kubectl
+    sandbox_helm: Callable[..., subprocess.CompletedProcess[str]], sandbox: SandboxInfo, run_kubectl: Kubectl
 ) -> None:
-    refused = helm(
+    refused = sandbox_helm(
         "install", "mr-bad-values", str(CHART), "--namespace", NAMESPACE, "--create-namespace",
         "--set", "crds.install=maybe",
     )  # fmt: skip
@@ -173,8 +166,8 @@ def test_kubectl_apply_kustomize_base(sandbox: SandboxInfo, run_kubectl: Kubectl
     )
 
 
-def hook_pod(helm: Callable[..., subprocess.CompletedProcess[str]]) -> dict[str, Any]:
-    rendered = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--show-only",
+def hook_pod(sandbox_helm: Callable[..., subprocess.CompletedProcess[str]]) -> dict[str, Any]:
+    rendered = sandbox_helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--show-only",
                     "templates/tests/test-operator.yaml")  # fmt: skip
     assert rendered.returncode == 0, rendered.stderr
     pod: dict[str, Any] = yaml.safe_load(rendered.stdout)
@@ -194,20 +187,20 @@ def run_hook_script(
 
 
 def test_helm_test_hook_passes_against_the_running_operator(
-    helm: Callable[..., subprocess.CompletedProcess[str]], sandbox: SandboxInfo, operator: Operator
+    sandbox_helm: Callable[..., subprocess.CompletedProcess[str]], sandbox: SandboxInfo, operator: Operator
 ) -> None:
     url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
-    result = run_hook_script(hook_pod(helm), sandbox, url, "30")
+    result = run_hook_script(hook_pod(sandbox_helm), sandbox, url, "30")
     assert result.returncode == 0, result.stderr
     assert f"CRD established; operator answers at {url}" in result.stdout
 
 
 def test_helm_test_hook_fails_when_the_operator_does_not_answer(
-    helm: Callable[..., subprocess.CompletedProcess[str]], sandbox: SandboxInfo, operator: Operator
+    sandbox_helm: Callable[..., subprocess.CompletedProcess[str]], sandbox: SandboxInfo, operator: Operator
 ) -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}/metrics"
-    result = run_hook_script(hook_pod(helm), sandbox, url, "1")
+    result = run_hook_script(hook_pod(sandbox_helm), sandbox, url, "1")
     assert result.returncode != 0
     assert f"operator does not answer at {url}" in result.stderr
