@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,16 +48,7 @@ class Env:
     @cached_property
     def cluster(self) -> Cluster:
         """The sandbox's API, with the ModelRelease CRD installed by the real kubectl."""
-        env = {**os.environ, **self.sandbox.env}
-        kubectl = ["kubectl", "--request-timeout=60s"]
-        subprocess.run([*kubectl, "apply", "-f", str(CRD)], env=env, check=True, capture_output=True)
-        subprocess.run(
-            [*kubectl, "wait", "--for=condition=Established", "crd/modelreleases.modelrelease.io"],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=90,
-        )
+        stack.install_crd(self.sandbox, CRD)
         return Cluster(self.sandbox)
 
     def operator(self) -> Operator:

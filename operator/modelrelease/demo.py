@@ -274,8 +274,7 @@ def main(directory: Path, keep: bool = False) -> int:
         stack.down(directory)
     info = stack.up(directory)
     try:
-        kubectl(info, "apply", "-f", str(CRD_FILE))
-        kubectl(info, "wait", "--for=condition=Established", "crd/modelreleases.modelrelease.io")
+        stack.install_crd(info, CRD_FILE)
         with operator_process(info, directory / "logs" / "operator.log"):
             story(Demo(info), info)
     except (TimeoutError, subprocess.CalledProcessError) as exc:

@@ -3,34 +3,18 @@ every tests/integration/test_operator_*.py module (they share the session's sand
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 from helpers import CRD, Cluster, Models, Operator
 
-from modelrelease.sandbox.stack import SandboxInfo
+from modelrelease.sandbox.stack import SandboxInfo, install_crd
 
 
 @pytest.fixture(scope="session")
 def cluster(sandbox: SandboxInfo) -> Cluster:
     """The sandbox's API (official client), with the ModelRelease CRD installed by the real kubectl."""
-    env = {**os.environ, **sandbox.env}
-    subprocess.run(["kubectl", "apply", "-f", str(CRD)], env=env, check=True, capture_output=True, timeout=60)
-    subprocess.run(
-        [
-            "kubectl",
-            "wait",
-            "--for=condition=Established",
-            "crd/modelreleases.modelrelease.io",
-            "--timeout=60s",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=90,
-    )
+    install_crd(sandbox, CRD)
     return Cluster(sandbox)
 
 

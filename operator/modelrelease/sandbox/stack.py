@@ -111,6 +111,16 @@ def down(directory: Path) -> None:
         shutil.rmtree(directory / "run", ignore_errors=True)
 
 
+def install_crd(info: SandboxInfo, crd_file: Path) -> None:
+    """Apply a CRD with the real kubectl and wait until the API server serves its kind."""
+    env = {**os.environ, **info.env}
+    for args in (
+        ["apply", "-f", str(crd_file)],
+        ["wait", "--for=condition=Established", "-f", str(crd_file), "--timeout=60s"],
+    ):
+        subprocess.run(["kubectl", *args], env=env, check=True, capture_output=True, text=True, timeout=90)
+
+
 class _Stack:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
