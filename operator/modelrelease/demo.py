@@ -54,8 +54,8 @@ class Demo:
         self.info = info
         os.environ.update(info.env)
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
         self.registrar = Registrar(info, "demo")
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # after the import, which configures it
         api = kubernetes.config.new_client_from_config(config_file=str(info.kubeconfig))
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.apps = kubernetes.client.AppsV1Api(api)
