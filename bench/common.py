@@ -17,14 +17,6 @@ from tests.integration.helpers import CRD, Cluster, Models, Operator
 
 from modelrelease.sandbox import stack
 
-SERVER_ENV = {
-    # Inherited by the sandbox's `mlflow server`: let MLflow deliver webhooks to the plain-HTTP loopback
-    # receiver (by default it accepts only https URLs with public addresses), and re-read its webhook
-    # list every second instead of every minute, so a webhook created mid-run is used at once.
-    "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
-    "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
-    "MLFLOW_WEBHOOK_CACHE_TTL": "1",
-}
 CLIENT_ENV = {
     # The blocking MLflow client used for setup must fail fast, not retry for minutes.
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
@@ -77,7 +69,6 @@ def environment() -> Iterator[Env]:
     """
     work = Path(tempfile.mkdtemp(prefix="modelrelease-bench-"))
     saved = dict(os.environ)
-    os.environ.update(SERVER_ENV)
     ok = False
     try:
         started = time.monotonic()

@@ -316,25 +316,28 @@ def test_mlflow_webhook_moves_the_deployment_without_waiting_for_the_poll(
     cluster.apply_release(namespace, "fraud", spec)
     wait_serving(cluster, namespace, "fraud", model, v1, "Ready")
 
-    v2 = models.register(model)
-    moved = time.monotonic()
-    models.move_alias(model, v2)
-    answer = operator.push_webhook(
-        {
-            "entity": "model_version_alias",
-            "action": "created",
-            "timestamp": "2026-01-01T00:00:00+00:00",
-            "data": {"name": model, "alias": "champion", "version": v2},
-        }
+    # A real MLflow webhook: the sandbox's MLflow server signs and delivers the alias event itself.
+    webhook = models.client.create_webhook(
+        name=f"operator-{model}",
+        url=f"http://127.0.0.1:{operator.webhook_port}/webhooks/mlflow",
+        events=["model_version_alias.created"],
+        secret=operator.webhook_secret,
     )
-    assert answer == {"model": model, "releases": 1}
-    eventually(
-        "the Deployment to be repointed at v2",
-        lambda: cluster.model_uri(namespace, "fraud") == f"models:/{model}/{v2}",
-        timeout=60,
-        interval=0.1,
-    )
-    latency = time.monotonic() - moved
+    try:
+        probe = models.client.test_webhook(webhook.webhook_id)
+        assert probe.success, f"MLflow's signed test delivery was refused: {probe.response_status}"
+        v2 = models.register(model)
+        moved = time.monotonic()
+        models.move_alias(model, v2)
+        eventually(
+            "the Deployment to be repointed at v2",
+            lambda: cluster.model_uri(namespace, "fraud") == f"models:/{model}/{v2}",
+            timeout=60,
+            interval=0.1,
+        )
+        latency = time.monotonic() - moved
+    finally:
+        models.client.delete_webhook(webhook.webhook_id)
     record_property("webhook_alias_move_to_deployment_patch_seconds", round(latency, 2))
     print(f"\nalias move + webhook -> Deployment patched: {latency:.2f}s (pollInterval 10m)")
 

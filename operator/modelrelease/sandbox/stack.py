@@ -232,6 +232,13 @@ class _Stack:
         env["MLFLOW_S3_ENDPOINT_URL"] = s3_url
         # The job runner and its huey consumers (about 2 GB of processes) serve features unused here.
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        # Let MLflow deliver webhooks to an operator's plain-HTTP loopback receiver (by default it accepts
+        # only https URLs with public addresses), and re-read its webhook list every second, not minute.
+        env.update(
+            MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https",
+            MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="true",
+            MLFLOW_WEBHOOK_CACHE_TTL="1",
+        )
         self._spawn(
             "mlflow",
             [sys.executable, "-m", "mlflow", "server",
