@@ -199,12 +199,7 @@ def operator_process(info: stack.SandboxInfo, log: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stack.stop_process(process, timeout=15)
 
 
 def print_history(release: dict[str, Any]) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 import urllib3
 
+from modelrelease.sandbox.stack import stop_process
+
 HERE = Path(__file__).parent
 KUBECTL = shutil.which("kubectl") or "kubectl"
 
@@ -82,9 +84,4 @@ def start_emulator(workdir: Path, *extra: str) -> tuple[subprocess.Popen[bytes],
 
 
 def stop_emulator(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)

@@ -13,6 +13,8 @@ from emu_support import HERE, Emulator, wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from modelrelease.sandbox.stack import stop_process
+
 GROUP, VERSION, PLURAL = "example.com", "v1", "widgets"
 
 
@@ -38,12 +40,7 @@ def operator(emulator: Emulator, namespace: str, test_crds: None, tmp_path: Path
     try:
         yield log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def _get(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any] | None:

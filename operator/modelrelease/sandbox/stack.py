@@ -111,6 +111,16 @@ def down(directory: Path) -> None:
         shutil.rmtree(directory / "run", ignore_errors=True)
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM a child process, SIGKILL it if it has not exited after `timeout` seconds, and reap it."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def install_crd(info: SandboxInfo, crd_file: Path) -> None:
     """Apply a CRD with the real kubectl and wait until the API server serves its kind."""
     env = {**os.environ, **info.env}
