@@ -159,6 +159,36 @@ def history(status: dict[str, Any]) -> list[tuple[str, str | None]]:
     return [(h["version"], h.get("outcome")) for h in status.get("history") or []]
 
 
+def ready_on(cluster: Cluster, namespace: str, name: str, model: str, version: str) -> bool:
+    """Whether `models:/model/version` serves through the release, with phase Ready."""
+    status = cluster.status(namespace, name)
+    return (
+        cluster.model_uri(namespace, name) == f"models:/{model}/{version}"
+        and status.get("phase") == "Ready"
+        and (status.get("current") or {}).get("version") == version
+    )
+
+
+def release_spec(
+    model: str, tracking_uri: str | None = None, poll: str = "5s", **extra: Any
+) -> dict[str, Any]:
+    """A release following the alias `champion` of `model`, polled every `poll`."""
+    spec: dict[str, Any] = {
+        "model": {"name": model, "alias": "champion"},
+        "registry": {"pollInterval": poll},
+        "rollout": {"progressDeadlineSeconds": 12},
+    }
+    if tracking_uri is not None:
+        spec["registry"]["trackingUri"] = tracking_uri
+    spec.update(extra)
+    return spec
+
+
+def model_name(prefix: str) -> str:
+    """A registered-model name no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
 # ------------------------------------------------------------------------------ MLflow side
 
 

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
 import pytest
-from helpers import Cluster, Models, Operator, RegistryProxy, eventually, history, registry_proxy
+from helpers import (
+    Cluster,
+    Models,
+    Operator,
+    RegistryProxy,
+    eventually,
+    history,
+    model_name,
+    ready_on,
+    registry_proxy,
+    release_spec,
+)
 
 from modelrelease.sandbox.stack import SandboxInfo
 
@@ -20,37 +30,10 @@ pytestmark = pytest.mark.slow
 ALIAS_PATH = "/api/2.0/mlflow/registered-models/alias"
 
 
-def release_spec(
-    model: str, tracking_uri: str | None = None, poll: str = "5s", **extra: Any
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "model": {"name": model, "alias": "champion"},
-        "registry": {"pollInterval": poll},
-        "rollout": {"progressDeadlineSeconds": 12},
-    }
-    if tracking_uri is not None:
-        spec["registry"]["trackingUri"] = tracking_uri
-    spec.update(extra)
-    return spec
-
-
-def model_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
 @pytest.fixture
 def proxy(sandbox: SandboxInfo) -> Iterator[RegistryProxy]:
     with registry_proxy(sandbox.mlflow_url) as running:
         yield running
-
-
-def ready_on(cluster: Cluster, namespace: str, name: str, model: str, version: str) -> bool:
-    status = cluster.status(namespace, name)
-    return (
-        cluster.model_uri(namespace, name) == f"models:/{model}/{version}"
-        and status.get("phase") == "Ready"
-        and (status.get("current") or {}).get("version") == version
-    )
 
 
 def test_registry_outage_leaves_the_deployment_alone_and_recovers(

@@ -7,11 +7,10 @@ sandbox's MLflow, artifacts in its S3), and waits on observable state with bound
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import pytest
-from helpers import Cluster, Models, Operator, eventually, history
+from helpers import Cluster, Models, Operator, eventually, history, model_name
 from kubernetes.client.exceptions import ApiException
 
 pytestmark = pytest.mark.slow
@@ -29,10 +28,6 @@ def release_spec(model: str, **extra: Any) -> dict[str, Any]:
     }
     spec.update(extra)
     return spec
-
-
-def model_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 def wait_serving(cluster: Cluster, namespace: str, name: str, model: str, version: str, phase: str) -> None:
