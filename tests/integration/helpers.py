@@ -315,13 +315,15 @@ class Operator:
 
 class RegistryProxy:
     """A reverse proxy in front of the MLflow server on a fixed loopback port, run in its own thread:
-    counts requests per path, and can be taken down and brought back (a registry outage)."""
+    counts requests per path, can be taken down and brought back (a registry outage), and answers
+    every request with `fault` (an HTTP status) while that is set."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.counts: Counter[str] = Counter()
+        self.fault: int | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -333,6 +335,8 @@ class RegistryProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.counts[request.path] += 1
+        if self.fault is not None:
+            return web.Response(status=self.fault, text="injected by the test proxy")
         if self._session is None:
             self._session = ClientSession()
         headers = {k: v for k, v in request.headers.items() if k in ("Authorization", "Content-Type")}

@@ -12,12 +12,24 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Cluster, Models, Operator, eventually, history, model_name, ready_on, release_spec
+from helpers import (
+    Cluster,
+    Models,
+    Operator,
+    RegistryProxy,
+    eventually,
+    history,
+    model_name,
+    ready_on,
+    registry_proxy,
+    release_spec,
+)
 
 from modelrelease.sandbox.registrar import DIGEST_TAG
 from modelrelease.sandbox.stack import SandboxInfo, free_port
@@ -113,6 +125,42 @@ def test_missing_alias_recovers_and_a_missing_pinned_version_leaves_the_deployme
     assert models.register(model) == v2
     eventually("the pinned v2 Ready once registered", partial(ready_on, cluster, ns, "fraud", model, v2))
     assert cluster.condition(ns, "fraud", "Resolved")["reason"] == "VersionPinned"
+    assert history(cluster.status(ns, "fraud")) == [(v1, "Succeeded"), (v2, "Succeeded")]
+
+
+@pytest.fixture
+def proxy(sandbox: SandboxInfo) -> Iterator[RegistryProxy]:
+    with registry_proxy(sandbox.mlflow_url) as running:
+        yield running
+
+
+def test_registry_answering_5xx_leaves_the_deployment_alone_and_recovers(
+    cluster: Cluster, models: Models, operator: Operator, proxy: RegistryProxy, ns: str
+) -> None:
+    model = model_name("five")
+    v1 = models.register(model)
+    models.move_alias(model, v1)
+    cluster.apply_release(ns, "fraud", release_spec(model, tracking_uri=proxy.url))
+    eventually("v1 Ready", partial(ready_on, cluster, ns, "fraud", model, v1))
+    before = cluster.deployment(ns, "fraud")
+    assert before is not None
+
+    proxy.fault = 503
+    v2 = models.register(model)
+    models.move_alias(model, v2)  # behind the failing registry
+    resolved = eventually("Resolved=False", partial(resolved_false, cluster, ns, "fraud"))
+    assert resolved["reason"] == "RegistryUnavailable"
+    assert "HTTP 503 after 3 attempts" in resolved["message"] and one_line(resolved["message"])
+    assert eventually(
+        "a RegistryUnavailable Event", partial(warning_event, cluster, ns, "fraud", "RegistryUnavailable")
+    )
+    after = cluster.deployment(ns, "fraud")
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert cluster.status(ns, "fraud")["phase"] == "Degraded"
+
+    proxy.fault = None
+    eventually("v2 Ready once the registry answers", partial(ready_on, cluster, ns, "fraud", model, v2))
     assert history(cluster.status(ns, "fraud")) == [(v1, "Succeeded"), (v2, "Succeeded")]
 
 
