@@ -339,6 +339,18 @@ def test_spec_change_re_renders_the_managed_deployment_keeping_its_pin_generatio
     assert release.step(mv(1), deployment(1, "Succeeded", gen=1, applied=2)).deploy is None
 
 
+def test_spec_change_the_registry_cannot_resolve_leaves_the_deployment_untouched() -> None:
+    release = Release()
+    serving(release)
+    release.generation = 2
+    unknown = ModelNotFound("version 2 of fraud not found", reason="VersionNotFound")
+    plan = release.step(unknown, deployment(1, "Succeeded", gen=1, applied=1))
+    assert plan.deploy is None
+    assert release.condition("Resolved") == ("False", "VersionNotFound")
+    # once the registry answers again, the new generation's serving settings are applied
+    assert release.step(mv(1), deployment(1, "Succeeded", gen=1, applied=1)).deploy is not None
+
+
 def test_target_ref_mode_waits_for_its_deployment() -> None:
     release = Release(make_spec(serving={"targetRef": {"name": "scorer"}}))
     plan = release.step(mv(1), None)

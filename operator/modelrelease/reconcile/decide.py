@@ -278,7 +278,7 @@ def decide(
         if deploy is None and _inflight(work.history) is None:
             deploy, verify = _candidate(work, resolution, verification, observed)
     if deploy is None:
-        deploy = _repair(work, observed)
+        deploy = _repair(work, observed, respec=not isinstance(resolution, RegistryError))
 
     work.history = _trim(work.history, spec.rollout.history_limit, work.current)
     phase = _conditions(work, resolution, observed, deploy)
@@ -455,8 +455,9 @@ def _candidate(
     return Deploy(pin, work.generation, "Rollout"), None
 
 
-def _repair(work: _Work, observed: ObservedDeployment | None) -> Deploy | None:
-    """Re-apply what the status says should serve when the Deployment disagrees or the spec changed."""
+def _repair(work: _Work, observed: ObservedDeployment | None, respec: bool) -> Deploy | None:
+    """Re-apply what the status says should serve when the Deployment disagrees, or when the spec changed
+    and `respec` allows it: a spec the registry cannot resolve leaves the Deployment untouched."""
     expected = expected_pin(work.history, work.current, work.resolved, work.generation)
     if expected is None:
         return None
@@ -471,8 +472,8 @@ def _repair(work: _Work, observed: ObservedDeployment | None) -> Deploy | None:
     drifted = observed.pin is None or _key(observed.pin.uri, observed.release_generation) != _key(
         pin.uri, gen
     )
-    respec = work.spec.serving.managed and observed.applied_generation != work.generation
-    return Deploy(pin, gen, "Repair") if drifted or respec else None
+    changed = respec and work.spec.serving.managed and observed.applied_generation != work.generation
+    return Deploy(pin, gen, "Repair") if drifted or changed else None
 
 
 @dataclass(frozen=True)
