@@ -76,10 +76,10 @@ def test_local_digest_matches_sha256sum_pipeline(tmp_path: Path) -> None:
     """The documented shell reproduction (GNU find, sort, sha256sum) gives the same hex."""
     if shutil.which("sha256sum") is None:
         pytest.skip("sha256sum not installed")
-    root = make_tree(tmp_path / "model", MODEL)
+    root = make_tree(tmp_path / "model", {**MODEL, "model.sig": b"{}"})
     shell = subprocess.run(
-        "find . -type f ! -path ./registered_model_meta -printf '%P\\0' | LC_ALL=C sort -z "
-        "| xargs -0 sha256sum | sha256sum",
+        "find . -type f ! -path ./registered_model_meta ! -path ./model.sig -printf '%P\\0' "
+        "| LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum",
         shell=True,
         cwd=root,
         capture_output=True,
@@ -99,6 +99,15 @@ def test_download_metadata_file_is_not_part_of_the_digest(tmp_path: Path) -> Non
     downloaded = make_tree(tmp_path / "downloaded", {**MODEL, "registered_model_meta": b"model_name: m\n"})
     assert local_digest(downloaded) == local_digest(plain)
     nested = make_tree(tmp_path / "nested", {**MODEL, "sub/registered_model_meta": b"x"})
+    assert local_digest(nested) != local_digest(plain)
+
+
+def test_signature_file_is_not_part_of_the_digest(tmp_path: Path) -> None:
+    """Signing a stamped version leaves its digest as it was; a model.sig below the root is a file."""
+    plain = make_tree(tmp_path / "plain", MODEL)
+    signed = make_tree(tmp_path / "signed", {**MODEL, "model.sig": b'{"mediaType": "x"}'})
+    assert local_digest(signed) == local_digest(plain)
+    nested = make_tree(tmp_path / "nested", {**MODEL, "sub/model.sig": b"x"})
     assert local_digest(nested) != local_digest(plain)
 
 

@@ -92,6 +92,14 @@ class Registry(Protocol):
         """The MLmodel signature's inputs, or None when the model has no signature."""
         ...
 
+    async def artifact_entries(self, mv: ModelVersion) -> tuple[tuple[str, str], ...]:
+        """``(relative path, file sha256 hex)`` of every hashed file; each byte read once per version."""
+        ...
+
     async def artifact_digest(self, mv: ModelVersion) -> str:
-        """``sha256:<hex>`` over the canonical manifest; computed once per version and cached."""
+        """``sha256:<hex>`` over the canonical manifest of :meth:`artifact_entries`."""
+        ...
+
+    async def signature_bundle(self, mv: ModelVersion) -> bytes | None:
+        """The bytes of ``model.sig`` at the artifact root, or None when the version has none."""
         ...

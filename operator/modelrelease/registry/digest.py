@@ -6,12 +6,14 @@ The manifest lists every file of the model's artifact tree, one line per file, i
 
 Paths are relative to the model's root (``MLmodel`` sits at the top), use ``/`` separators, and the
 lines are sorted by path (code-point order, which equals UTF-8 byte order). Directories contribute
-only through their files. A top-level ``registered_model_meta`` is left out: MLflow's client writes
-that file into a ``models:/`` download, it is not stored with the version, and leaving it out makes a
-local download hash like the registry's copy. The digest is ``sha256:`` + the hex SHA-256 of the
-manifest's UTF-8 bytes, so for ordinary file names this reproduces it::
+only through their files. Two top-level files are left out (:data:`UNHASHED_FILES`):
+``registered_model_meta``, which MLflow's client writes into a ``models:/`` download (it is not stored
+with the version, and leaving it out makes a local download hash like the registry's copy), and the
+model signature ``model.sig``, which is about the bytes rather than part of them (so signing a stamped
+version keeps its digest). The digest is ``sha256:`` + the hex SHA-256 of the manifest's UTF-8 bytes,
+so for ordinary file names this reproduces it::
 
-    cd model && find . -type f ! -path ./registered_model_meta -printf '%P\\0' \\
+    cd model && find . -type f ! -path ./registered_model_meta ! -path ./model.sig -printf '%P\\0' \\
         | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum
 
 File bytes are always streamed in bounded chunks; no file is ever held in memory.
@@ -29,8 +31,10 @@ CHUNK_SIZE = 1 << 20
 """Bytes read per step while hashing (1 MiB): memory stays bounded whatever the file size."""
 
 PREFIX = "sha256:"
-DOWNLOAD_ONLY_FILES = frozenset({"registered_model_meta"})
-"""Top-level files MLflow's client adds to a ``models:/`` download; not part of the manifest."""
+SIGNATURE_FILE = "model.sig"
+"""The OpenSSF model-signing bundle at the artifact root (see :mod:`modelrelease.verify.signature`)."""
+UNHASHED_FILES = frozenset({"registered_model_meta", SIGNATURE_FILE})
+"""Top-level files that are not part of the manifest: MLflow's download marker and the signature."""
 
 
 def check_path(path: str) -> str:
@@ -43,12 +47,17 @@ def check_path(path: str) -> str:
     return path
 
 
+def hashed(path: str) -> bool:
+    """Whether the file at this relative path is part of the manifest."""
+    return path not in UNHASHED_FILES
+
+
 def manifest(entries: Iterable[tuple[str, str]]) -> bytes:
     """The manifest bytes for ``(relative path, file sha256 hex)`` pairs, in any order."""
     seen: set[str] = set()
     lines = []
     for path, hexdigest in sorted(entries):
-        if path in DOWNLOAD_ONLY_FILES:
+        if not hashed(path):
             continue
         if path in seen:
             raise ValueError(f"duplicate artifact path in manifest: {path!r}")

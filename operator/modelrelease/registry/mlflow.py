@@ -17,7 +17,7 @@ streamed through SHA-256 in :data:`~modelrelease.registry.digest.CHUNK_SIZE` chu
 
 Sharing: one :class:`MlflowRegistries` per operator process holds the HTTP session, the
 :class:`ResolutionCache` (answers per (target, model, reference) with a TTL, single-flight on misses)
-and bounded LRU caches of digests and input schemas per (target, model, version).
+and bounded LRU caches of per-file digests and input schemas per (target, model, version).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from modelrelease.registry.cache import (
     ResolutionKey,
     VersionFactsCache,
 )
-from modelrelease.registry.digest import CHUNK_SIZE, manifest_digest
+from modelrelease.registry.digest import CHUNK_SIZE, SIGNATURE_FILE, hashed, manifest_digest
 
 __all__ = ["HttpPolicy", "MlflowApiError", "MlflowRegistries", "MlflowRegistry", "ResolutionCache"]
 
@@ -74,6 +74,8 @@ BACKOFF_MAX_S = 4.0
 
 MLMODEL_MAX_BYTES = 1 << 20
 """An MLmodel file larger than this is refused rather than read."""
+SIGNATURE_MAX_BYTES = 16 << 20
+"""A model.sig larger than this is refused rather than read (it lists every file: ~200 bytes each)."""
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _API = "/api/2.0/mlflow"
@@ -436,7 +438,7 @@ class MlflowRegistries:
     ) -> None:
         self.policy = policy or HttpPolicy()
         self.cache = cache if cache is not None else ResolutionCache()
-        self.digests: VersionFactsCache[str] = VersionFactsCache(facts_cache_size)
+        self.entries: VersionFactsCache[tuple[tuple[str, str], ...]] = VersionFactsCache(facts_cache_size)
         self.schemas: VersionFactsCache[list[dict[str, Any]] | None] = VersionFactsCache(facts_cache_size)
         self.observer = observer
         self._session: aiohttp.ClientSession | None = None
@@ -610,18 +612,27 @@ class MlflowRegistry:
     def _facts_key(self, mv: ModelVersion) -> tuple[RegistryTarget, str, str]:
         return (self.target, mv.name, mv.version)
 
-    async def artifact_digest(self, mv: ModelVersion) -> str:
+    async def artifact_entries(self, mv: ModelVersion) -> tuple[tuple[str, str], ...]:
         if mv.status != READY:  # an upload still in progress must not be hashed, let alone cached
             message = f"{mv.uri} has registry status {mv.status}: its artifacts may be incomplete"
             raise RegistryError(message, reason="VersionNotReady")
-        return await self._shared.digests.get(self._facts_key(mv), partial(self._compute_digest, mv))
+        return await self._shared.entries.get(self._facts_key(mv), partial(self._hash_files, mv))
 
-    async def _compute_digest(self, mv: ModelVersion) -> str:
+    async def _hash_files(self, mv: ModelVersion) -> tuple[tuple[str, str], ...]:
         tree = await self._tree(mv)
-        files = await tree.files()
+        files = [path for path in await tree.files() if hashed(path)]
         if not files:
             raise RegistryError(f"no artifact files at {tree.location}", reason="ArtifactNotFound")
-        return manifest_digest([(path, await tree.sha256(path)) for path in files])
+        return tuple([(path, await tree.sha256(path)) for path in files])
+
+    async def artifact_digest(self, mv: ModelVersion) -> str:
+        return manifest_digest(await self.artifact_entries(mv))
+
+    async def signature_bundle(self, mv: ModelVersion) -> bytes | None:
+        tree = await self._tree(mv)
+        if not await tree.exists(SIGNATURE_FILE):
+            return None
+        return await tree.read(SIGNATURE_FILE, SIGNATURE_MAX_BYTES)
 
     async def input_schema(self, mv: ModelVersion) -> list[dict[str, Any]] | None:
         return await self._shared.schemas.get(self._facts_key(mv), partial(self._read_input_schema, mv))
