@@ -82,6 +82,7 @@ def test_defaults_of_a_minimal_spec() -> None:
             "metrics": [],
             "metricsMode": "Enforce",
             "schema": "Enforce",
+            "signature": "Off",
         },
         "serving": {
             "port": 8080,

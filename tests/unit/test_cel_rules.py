@@ -36,6 +36,7 @@ TARGET_REF = next(message for message in RULES if message.startswith("spec.servi
 MODEL_URI = "spec.serving.env must not set MODEL_URI: the operator sets it to the pinned model URI"
 ENV_SOURCE = "spec.serving.env: set value or valueFrom, not both"
 RELEASE_NAME = next(message for message in RULES if message.startswith("metadata.name must be"))
+SIGNERS = "spec.verify.signersConfigMap is required when spec.verify.signature is Enforce or Warn"
 
 SHAPING_VALUES: dict[str, Any] = {
     "image": "serve:1",
@@ -130,6 +131,16 @@ CASES: dict[str, tuple[str, list[Any], list[Any]]] = {
             },
         ],
         [{"env": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {}}}]}],
+    ),
+    SIGNERS: (
+        "spec.verify",
+        [
+            {},
+            {"signature": "Off"},
+            {"signature": "Enforce", "signersConfigMap": "s"},
+            {"signersConfigMap": "s"},
+        ],
+        [{"signature": "Enforce"}, {"signature": "Warn", "metrics": []}],
     ),
     RELEASE_NAME: (
         "",
@@ -260,7 +271,7 @@ def base_releases(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def perturbations(draw: st.DrawFn) -> Perturbation:
-    kind = draw(st.integers(0, 10))
+    kind = draw(st.integers(0, 11))
     if kind == 0:  # references: none, two, three, or a different single one
         refs = draw(st.lists(st.sampled_from(["version", "alias", "stage"]), unique=True, max_size=3))
         values = {"version": "3", "alias": draw(st.sampled_from(["x", "v3a"])), "stage": "Staging"}
@@ -292,6 +303,11 @@ def perturbations(draw: st.DrawFn) -> Perturbation:
         where = draw(st.sampled_from(["labels", "annotations"]))
         key = draw(st.sampled_from(["modelrelease.io/version", "x.modelrelease.io/ok", "team"]))
         return lambda body: body["spec"]["serving"].update(template={"metadata": {where: {key: "v"}}})
+    if kind == 8:
+        signing = {"signature": draw(st.sampled_from(["Enforce", "Warn", "Off"]))}
+        if draw(st.booleans()):
+            signing["signersConfigMap"] = "signers"
+        return lambda body: body["spec"].setdefault("verify", {}).update(signing)
     name = draw(st.sampled_from(["fraud.v2", "9lives", "a" * 63, "a" * 64, "fraud-"]))
     return lambda body: body["metadata"].update(name=name)
 

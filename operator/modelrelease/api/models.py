@@ -43,7 +43,7 @@ Phase = Literal["Pending", "Progressing", "Ready", "Blocked", "Degraded", "Faile
 ConditionType = Literal["Resolved", "Verified", "Progressing", "Ready", "Degraded"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 HistoryOutcome = Literal["Succeeded", "Failed", "RolledBack", "Blocked"]
-CheckName = Literal["RegistryReady", "Metrics", "Digest", "Schema"]
+CheckName = Literal["RegistryReady", "Metrics", "Digest", "Signature", "Schema"]
 CheckOutcome = Literal["Passed", "Failed", "Skipped", "Warned"]
 
 # Patterns are written for both Python `re` and Go RE2 (the API server's engine): no look-arounds.
@@ -64,6 +64,7 @@ _NO_MODEL_URI_ENV = (
     f"spec.serving.env must not set {MODEL_URI_ENV}: the operator sets it to the pinned model URI"
 )
 _POLL_INTERVAL_BOUNDS = "spec.registry.pollInterval must be between 5s and 24h"
+_SIGNERS_REQUIRED = "spec.verify.signersConfigMap is required when spec.verify.signature is Enforce or Warn"
 
 MIN_POLL_INTERVAL_SECONDS = 5.0
 MAX_POLL_INTERVAL_SECONDS = 86400.0
@@ -317,6 +318,12 @@ class VerifySpec(ApiModel):
     """What must be true of a candidate version before it serves. Each check has a mode:
     Enforce blocks the rollout, Warn records the failure and proceeds, Off skips the check."""
 
+    cel_rules = (
+        CelRule(
+            "!has(self.signature) || self.signature == 'Off' || has(self.signersConfigMap)", _SIGNERS_REQUIRED
+        ),
+    )
+
     require_ready: bool = True
     """Require the registry status READY for the version."""
     digest: Mode = "Enforce"
@@ -329,10 +336,22 @@ class VerifySpec(ApiModel):
     """Mode of the metric gates."""
     schema_: Mode = Field(default="Enforce", alias="schema")
     """Input-signature compatibility of the candidate with the version serving now."""
+    signature: Mode = "Off"
+    """OpenSSF model signature: `model.sig` at the artifact root (written by `modelrelease sign` or the
+    model-signing tool) must be signed by a key of signersConfigMap over exactly the artifact's files."""
+    signers_config_map: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    """ConfigMap in this namespace whose every value is a trusted PEM EC public key (P-256, P-384 or
+    P-521); a signature by any one of them is valid. Read at each verification, so edits apply at once."""
 
     @model_validator(mode="after")
     def _unique_metrics(self) -> VerifySpec:
         _unique([gate.name for gate in self.metrics], "spec.verify.metrics name")
+        return self
+
+    @model_validator(mode="after")
+    def _signers_required(self) -> VerifySpec:
+        if self.signature != "Off" and self.signers_config_map is None:
+            raise ValueError(_SIGNERS_REQUIRED)
         return self
 
 
@@ -671,7 +690,7 @@ class VerificationEntry(ApiModel):
     """The result of one verification check on the latest candidate."""
 
     check: CheckName
-    """RegistryReady, Metrics, Digest or Schema."""
+    """RegistryReady, Metrics, Digest, Signature or Schema."""
     outcome: CheckOutcome
     """Passed, Failed, Skipped or Warned."""
     reason: str = Field(max_length=1024)
