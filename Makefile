@@ -5,9 +5,16 @@ BIN := $(VENV)/bin
 TOOLS := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS):$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test lint unit demo e2e bench sync clean
+.PHONY: install controlplane test lint unit demo e2e bench sync clean
 
-install: $(VENV)/.installed $(TOOLS)/helm $(TOOLS)/checkov
+install: $(VENV)/.installed $(TOOLS)/helm $(TOOLS)/checkov controlplane
+
+# The real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl)
+# and kwok, built from the pinned Go modules in tools/controlplane/ into a cache outside the clone; one line
+# per binary, and only what is missing is built. kubectl is linked into .tools/bin, ahead of any other.
+controlplane: $(VENV)/.installed
+	$(PY) -m modelrelease.sandbox.binaries
+	mkdir -p $(TOOLS) && ln -sf "$$($(PY) -m modelrelease.sandbox.binaries --path kubectl)" $(TOOLS)/kubectl
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
