@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from modelrelease.sandbox import stack
+from modelrelease.sandbox.binaries import locate
 
 KubectlRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.SandboxInfo]:
-    """A running sandbox (API emulator, rollout simulator, MLflow, S3), shared by every test that asks for it.
+    """A running sandbox (a real Kubernetes control plane with kwok, MLflow, S3), shared by every test that
+    asks for it.
 
     Tests using it are `slow`. They share one API server, so each should work in its own namespace.
     """
@@ -35,7 +37,7 @@ def run_kubectl(
 ) -> subprocess.CompletedProcess[str]:
     """Run the real kubectl against the sandbox; the caller checks `returncode`, `stdout` and `stderr`."""
     return subprocess.run(
-        ["kubectl", *args],
+        [str(locate("kubectl")), *args],
         input=stdin,
         env={**os.environ, **sandbox.env},
         capture_output=True,

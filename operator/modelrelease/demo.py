@@ -20,8 +20,9 @@ from typing import Any, cast
 import yaml
 
 from modelrelease.sandbox import stack
+from modelrelease.sandbox.binaries import locate
+from modelrelease.sandbox.kubelet import fault_key
 from modelrelease.sandbox.registrar import Registrar
-from modelrelease.sandbox.simulator import fault_key
 
 MODEL = "demo-classifier"
 RELEASE = "demo"
@@ -177,7 +178,7 @@ def release_manifest() -> dict[str, Any]:
 def kubectl(info: stack.SandboxInfo, *args: str, stdin: str | None = None) -> str:
     env = {**os.environ, **info.env}
     done = subprocess.run(
-        ["kubectl", *args], input=stdin, env=env, capture_output=True, text=True, check=True
+        [str(locate("kubectl")), *args], input=stdin, env=env, capture_output=True, text=True, check=True
     )
     return done.stdout
 

@@ -25,8 +25,8 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelrelease.api.models import GROUP, PLURAL, VERSION
+from modelrelease.sandbox.kubelet import FAULTS_CONFIGMAP, fault_key
 from modelrelease.sandbox.registrar import Registrar
-from modelrelease.sandbox.simulator import FAULTS_CONFIGMAP, fault_key
 from modelrelease.sandbox.stack import SandboxInfo, free_port
 
 T = TypeVar("T")

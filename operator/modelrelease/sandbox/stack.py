@@ -1,16 +1,21 @@
 """The local sandbox: everything the operator talks to, on loopback, started and stopped as one.
 
-`up(DIR)` starts four components, each in its own process group with its log in DIR/logs/<name>.log:
+`up(DIR)` starts these components, each in its own process group with its log in DIR/logs/<name>.log:
 
-- `api`: the Kubernetes API emulator (`python -m modelrelease.sandbox.apiserver`),
-- `simulator`: the rollout simulator, watching Deployments through that API,
+- a real Kubernetes control plane, built by `modelrelease.sandbox.binaries`: `etcd`, `kube-apiserver`
+  (TLS with certificates made for this sandbox, RBAC, service-account tokens, the default admission
+  plugins), `kube-controller-manager` (every default controller: Deployment, ReplicaSet, garbage collector,
+  namespace, service account, EndpointSlice, ...) and `kube-scheduler`;
+- `kwok`, which keeps the sandbox's node Ready (no kubelet or container runtime runs here), and `kubelet`,
+  the project's stand-in for the pod half of a kubelet (`modelrelease.sandbox.kubelet`);
 - `s3`: moto's S3 API in server mode, with the bucket `mlflow-artifacts`,
 - `mlflow`: a real `mlflow server` (SQLite file in DIR) proxying artifacts to that bucket.
 
 Ports are chosen free at start, so sandboxes in different folders run side by side. `up` returns once every
-component answers and writes DIR/kubeconfig, DIR/env (shell export lines) and DIR/state.json (pids, ports);
-if anything fails it stops what it started and raises `SandboxError` with a one-line reason. `down(DIR)`
-stops the processes recorded in DIR/state.json and checks that their ports are closed.
+component answers and writes DIR/kubeconfig (the administrator's), DIR/env (shell export lines) and
+DIR/state.json (pids, ports); if anything fails it stops what it started and raises `SandboxError` with a
+one-line reason. `down(DIR)` stops the processes recorded in DIR/state.json and checks that their ports are
+closed.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -35,6 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from modelrelease.sandbox.binaries import BinaryError, locate
+from modelrelease.sandbox.pki import ADMIN, CONTROLLER_MANAGER, SCHEDULER, Pki
+from modelrelease.sandbox.pki import create as create_pki
+
 BUCKET = "mlflow-artifacts"
 HOST = "127.0.0.1"
 # moto accepts any credentials; fixed dummies keep real ones out of the sandbox.
@@ -45,7 +55,74 @@ AWS_ENV = {
 }
 # Bounded waits, seconds. `mlflow server` imports MLflow twice (CLI, then the uvicorn worker) and migrates a
 # fresh database: about 20 s on an idle 2-core machine, 90 s measured on one shared by seven busy processes.
-READY_TIMEOUT = {"api": 30.0, "s3": 30.0, "simulator": 30.0, "mlflow": 180.0}
+READY_TIMEOUT = {
+    "etcd": 30.0,
+    "kube-apiserver": 90.0,
+    "kube-controller-manager": 60.0,
+    "kube-scheduler": 60.0,
+    "kwok": 60.0,
+    "kubelet": 60.0,
+    "s3": 30.0,
+    "mlflow": 180.0,
+}
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# Services get ClusterIPs and pods get IPs from loopback ranges: nothing listens on them, and should anything
+# ever try to connect, the traffic stays on this machine (the network rule in DESIGN.md).
+SERVICE_CIDR = "127.2.0.0/24"
+SERVICE_IP = "127.2.0.1"  # the `kubernetes` Service's ClusterIP: the first address of SERVICE_CIDR
+POD_CIDR = "127.1.0.0/16"
+NODE_NAME = "sandbox-node"
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+# kwok's node stages, the sandbox's own: a node it manages turns Ready at once, and its conditions' heartbeat
+# is renewed every 20 s (its Lease is renewed by kwok itself, --node-lease-duration-seconds).
+NODE_STAGES = """\
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata: {name: sandbox-node-ready}
+spec:
+  resourceRef: {apiGroup: v1, kind: Node}
+  selector:
+    matchExpressions:
+    - {key: .status.phase, operator: NotIn, values: [Running]}
+  next:
+    statusTemplate: |
+      {{ $now := Now | Quote }}
+      conditions:
+      {{ range NodeConditions }}
+      - {type: {{ .type | Quote }}, status: {{ .status | Quote }}, reason: {{ .reason | Quote }},
+         message: {{ .message | Quote }}, lastHeartbeatTime: {{ $now }}, lastTransitionTime: {{ $now }}}
+      {{ end }}
+      addresses:
+      - {type: InternalIP, address: {{ NodeIP | Quote }}}
+      - {type: Hostname, address: {{ NodeName | Quote }}}
+      daemonEndpoints: {kubeletEndpoint: {Port: {{ NodePort }}}}
+      allocatable: {cpu: "1k", memory: 1Ti, pods: "1M"}
+      capacity: {cpu: "1k", memory: 1Ti, pods: "1M"}
+      nodeInfo:
+        architecture: amd64
+        operatingSystem: linux
+        kubeletVersion: {{ printf "kwok-%s" Version | Quote }}
+        containerRuntimeVersion: sandbox
+      phase: Running
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata: {name: sandbox-node-heartbeat}
+spec:
+  resourceRef: {apiGroup: v1, kind: Node}
+  selector:
+    matchExpressions:
+    - {key: .status.phase, operator: In, values: [Running]}
+  delay: {durationMilliseconds: 20000}
+  next:
+    statusTemplate: |
+      {{ $now := Now | Quote }}
+      conditions:
+      {{ range NodeConditions }}
+      - {type: {{ .type | Quote }}, status: {{ .status | Quote }}, reason: {{ .reason | Quote }},
+         message: {{ .message | Quote }}, lastHeartbeatTime: {{ $now }}, lastTransitionTime: {{ $now }}}
+      {{ end }}
+"""
 STOP_TIMEOUT = 10.0
 KILL_TIMEOUT = 5.0
 _MLFLOW_BIND_ATTEMPTS = 3
@@ -128,7 +205,9 @@ def install_crd(info: SandboxInfo, crd_file: Path) -> None:
         ["apply", "-f", str(crd_file)],
         ["wait", "--for=condition=Established", "-f", str(crd_file), "--timeout=60s"],
     ):
-        subprocess.run(["kubectl", *args], env=env, check=True, capture_output=True, text=True, timeout=90)
+        subprocess.run(
+            [str(locate("kubectl")), *args], env=env, check=True, capture_output=True, text=True, timeout=90
+        )
 
 
 class _Stack:
@@ -141,38 +220,34 @@ class _Stack:
 
     def start(self) -> SandboxInfo:
         self.logs.mkdir(exist_ok=True)
-        self.run.mkdir(exist_ok=True)
-        # Every up is a fresh sandbox: API and S3 state live in memory, so MLflow's must not persist either.
-        for stale in [*self.run.iterdir(), self.dir / "mlflow.db", self.dir / "kubeconfig", self.dir / "env"]:
+        # Every up is a fresh sandbox: nothing of a previous one (etcd data, MLflow's database, keys) is kept.
+        shutil.rmtree(self.run, ignore_errors=True)
+        self.run.mkdir()
+        for stale in [self.dir / "mlflow.db", self.dir / "kubeconfig", self.dir / "env"]:
             stale.unlink(missing_ok=True)
+        try:
+            binaries = {name: str(locate(name)) for name in CONTROL_PLANE}
+        except BinaryError as exc:
+            raise SandboxError(str(exc)) from None
 
-        api_port_file, s3_port_file = self.run / "api.port", self.run / "s3.port"
-        module = [sys.executable, "-m"]
-        self._spawn("api", [*module, "modelrelease.sandbox.apiserver", "--host", HOST, "--port", "0",
-                            "--port-file", str(api_port_file)])  # fmt: skip
-        self._spawn("s3", [*module, "modelrelease.sandbox.s3", "--host", HOST, "--port", "0",
+        s3_port_file = self.run / "s3.port"
+        self._spawn("s3", [sys.executable, "-m", "modelrelease.sandbox.s3", "--host", HOST, "--port", "0",
                            "--port-file", str(s3_port_file)])  # fmt: skip
-
         s3_port = self._wait("s3", lambda: _read_port(s3_port_file))
         s3_url = f"http://{HOST}:{s3_port}"
         self._record("s3", port=s3_port)
-        mlflow_port = self._spawn_mlflow(s3_url)
+        mlflow_port = self._spawn_mlflow(s3_url)  # the slowest to start: let it start first
 
-        api_port = self._wait("api", lambda: _read_port(api_port_file))
-        api_url = f"http://{HOST}:{api_port}"
-        self._record("api", port=api_port)
-        self._wait("api", lambda: _http_ok(f"{api_url}/readyz"))
-        self._answered("api")
+        pki = create_pki(self.run / "pki", SERVICE_IP)
+        etcd_url = self._start_etcd(binaries["etcd"])
+        api_url = self._start_apiserver(binaries["kube-apiserver"], pki, etcd_url)
         kubeconfig = self.dir / "kubeconfig"
-        _write_atomic(kubeconfig, _kubeconfig(api_url))
-        ready_file = self.run / "simulator.ready"
-        self._spawn("simulator", [*module, "modelrelease.sandbox.simulator", "--kubeconfig", str(kubeconfig),
-                                  "--ready-file", str(ready_file)])  # fmt: skip
+        _write_atomic(kubeconfig, pki.kubeconfig(ADMIN, api_url))
+        self._start_controllers(binaries, pki, api_url, kubeconfig)
 
         self._wait("s3", lambda: _create_bucket(s3_url))
         self._answered("s3")
-        self._wait("simulator", lambda: ready_file.exists() or None)
-        self._answered("simulator")
+        self._wait_cluster(pki, api_url)
         mlflow_url = self._wait_mlflow(mlflow_port, s3_url)
 
         env = {
@@ -184,6 +259,106 @@ class _Stack:
         _write_atomic(self.dir / "env", "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
         self._save(up_seconds=round(time.monotonic() - self.started, 1))
         return SandboxInfo(self.dir, kubeconfig, env, api_url, mlflow_url, s3_url, BUCKET)
+
+    # -- the control plane -------------------------------------------------------------------------------
+
+    def _start_etcd(self, binary: str) -> str:
+        client, peer = free_port(), free_port()
+        client_url, peer_url = f"http://{HOST}:{client}", f"http://{HOST}:{peer}"
+        self._spawn("etcd", [binary, "--name", "sandbox", "--data-dir", str(self.run / "etcd"),
+                             "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+                             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+                             "--initial-cluster", f"sandbox={peer_url}", "--unsafe-no-fsync",
+                             "--log-level", "warn"])  # fmt: skip
+        self._record("etcd", port=client)
+        self._wait("etcd", functools.partial(_http_ok, f"{client_url}/health"))
+        self._answered("etcd")
+        return client_url
+
+    def _start_apiserver(self, binary: str, pki: Pki, etcd_url: str) -> str:
+        port = free_port()
+        self._spawn("kube-apiserver", [binary, "--etcd-servers", etcd_url,
+                                       "--bind-address", HOST, "--advertise-address", HOST,
+                                       "--secure-port", str(port), "--cert-dir", str(pki.folder),
+                                       "--tls-cert-file", str(pki.cert("apiserver")),
+                                       "--tls-private-key-file", str(pki.key("apiserver")),
+                                       "--client-ca-file", str(pki.ca),
+                                       "--authorization-mode", "RBAC",
+                                       "--service-cluster-ip-range", SERVICE_CIDR,
+                                       "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+                                       "--service-account-key-file", str(pki.service_account_public_key),
+                                       "--service-account-signing-key-file", str(pki.service_account_key),
+                                       "--profiling=false"])  # fmt: skip
+        self._record("kube-apiserver", port=port)
+        api_url = f"https://{HOST}:{port}"
+        context = _tls_context(pki)
+        self._wait("kube-apiserver", functools.partial(_http_ok, f"{api_url}/readyz", context))
+        self._answered("kube-apiserver")
+        return api_url
+
+    def _start_controllers(
+        self, binaries: Mapping[str, str], pki: Pki, api_url: str, admin_kubeconfig: Path
+    ) -> None:
+        configs = {}
+        for identity in (CONTROLLER_MANAGER, SCHEDULER):
+            configs[identity.name] = self.run / f"{identity.name}.kubeconfig"
+            _write_atomic(configs[identity.name], pki.kubeconfig(identity, api_url))
+        manager_port, scheduler_port = free_port(), free_port()
+        self._spawn("kube-controller-manager", [
+            binaries["kube-controller-manager"], "--kubeconfig", str(configs["kube-controller-manager"]),
+            "--authentication-kubeconfig", str(configs["kube-controller-manager"]),
+            "--authorization-kubeconfig", str(configs["kube-controller-manager"]),
+            "--bind-address", HOST, "--secure-port", str(manager_port),
+            "--cert-dir", str(self.run / "kube-controller-manager"),
+            "--leader-elect=false", "--controllers=*", "--use-service-account-credentials",
+            "--service-account-private-key-file", str(pki.service_account_key),
+            "--root-ca-file", str(pki.ca), "--service-cluster-ip-range", SERVICE_CIDR,
+            "--profiling=false",
+        ])  # fmt: skip
+        self._record("kube-controller-manager", port=manager_port)
+        self._spawn("kube-scheduler", [
+            binaries["kube-scheduler"], "--kubeconfig", str(configs["kube-scheduler"]),
+            "--authentication-kubeconfig", str(configs["kube-scheduler"]),
+            "--authorization-kubeconfig", str(configs["kube-scheduler"]),
+            "--bind-address", HOST, "--secure-port", str(scheduler_port),
+            "--cert-dir", str(self.run / "kube-scheduler"),
+            "--leader-elect=false", "--profiling=false",
+        ])  # fmt: skip
+        self._record("kube-scheduler", port=scheduler_port)
+        stages = self.run / "kwok-stages.yaml"
+        _write_atomic(stages, NODE_STAGES)
+        kwok_port = free_port()
+        self._spawn("kwok", [
+            binaries["kwok"], "--kubeconfig", str(admin_kubeconfig), "--config", str(stages),
+            "--manage-nodes-with-annotation-selector", f"{KWOK_NODE_ANNOTATION}=fake",
+            "--node-ip", HOST, "--node-port", str(kwok_port), "--server-address", f"{HOST}:{kwok_port}",
+            "--node-lease-duration-seconds", "40",
+        ])  # fmt: skip
+        self._record("kwok", port=kwok_port)
+        ready_file = self.run / "kubelet.ready"
+        self._spawn("kubelet", [sys.executable, "-m", "modelrelease.sandbox.kubelet",
+                                "--kubeconfig", str(admin_kubeconfig), "--node", NODE_NAME,
+                                "--pod-cidr", POD_CIDR, "--host-ip", HOST,
+                                "--ready-file", str(ready_file)])  # fmt: skip
+        self.ready_file = ready_file
+
+    def _wait_cluster(self, pki: Pki, api_url: str) -> None:
+        """The node exists and is Ready (kwok), the controllers and scheduler answer, the controller manager
+        has made the default ServiceAccount (its controllers run), the pod runner has listed pods."""
+        context = _tls_context(pki)
+        _api(api_url, context, "POST", "/api/v1/nodes", _node())
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            url = f"https://{HOST}:{self.components[name]['port']}/healthz"
+            self._wait(name, functools.partial(_http_ok, url, ssl._create_unverified_context()))
+            self._answered(name)
+        self._wait("kwok", lambda: _node_ready(api_url, context))
+        self._answered("kwok")
+        self._wait("kubelet", lambda: self.ready_file.exists() or None)
+        self._answered("kubelet")
+        self._wait(
+            "kube-controller-manager",
+            lambda: _api(api_url, context, "GET", "/api/v1/namespaces/default/serviceaccounts/default"),
+        )
 
     def stop(self) -> None:
         _stop(self.components)
@@ -429,12 +604,59 @@ def _listening(port: int, wait: float = 0.0) -> bool:
         time.sleep(0.1)
 
 
-def _http_ok(url: str) -> bool | None:
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool | None:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
             return True if response.status == 200 else None
     except (urllib.error.URLError, OSError):
         return None
+
+
+def _tls_context(pki: Pki) -> ssl.SSLContext:
+    """A client context that trusts the sandbox's CA and presents the administrator's certificate."""
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    context.load_cert_chain(str(pki.cert(ADMIN.name)), str(pki.key(ADMIN.name)))
+    return context
+
+
+def _api(
+    api_url: str, context: ssl.SSLContext, method: str, path: str, body: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """One request to the API server as the administrator: the object, or None on 404 or 409."""
+    request = urllib.request.Request(
+        api_url + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
+    except urllib.error.HTTPError as exc:
+        if exc.code in (404, 409):
+            return None
+        raise SandboxError(f"kube-apiserver refused {method} {path}: HTTP {exc.code}") from None
+
+
+def _node() -> dict[str, Any]:
+    """The sandbox's one node, kept Ready by kwok; its pods get loopback IPs from POD_CIDR."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": NODE_NAME,
+            "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+            "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux", "type": "kwok"},
+        },
+        "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]},
+    }
+
+
+def _node_ready(api_url: str, context: ssl.SSLContext) -> bool | None:
+    node = _api(api_url, context, "GET", f"/api/v1/nodes/{NODE_NAME}") or {}
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions) or None
 
 
 def _create_bucket(s3_url: str) -> bool | None:
@@ -455,20 +677,6 @@ def _create_bucket(s3_url: str) -> bool | None:
     except botocore.exceptions.EndpointConnectionError:
         return None
     return True
-
-
-def _kubeconfig(api_url: str) -> str:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "sandbox", "cluster": {"server": api_url}}],
-        "users": [{"name": "sandbox", "user": {}}],
-        "contexts": [
-            {"name": "sandbox", "context": {"cluster": "sandbox", "user": "sandbox", "namespace": "default"}}
-        ],
-        "current-context": "sandbox",
-    }
-    return json.dumps(config, indent=2) + "\n"  # JSON is YAML: every client reads it
 
 
 def _tail(path: Path, size: int) -> str:
