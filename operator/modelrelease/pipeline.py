@@ -244,8 +244,7 @@ async def _reconcile(op: Operator, state: ReleaseState, namespace: str, name: st
             results, digest = verified
             plan = decide(spec, generation, status, resolution, results, observed, now, digest=digest)
 
-    if plan.status_patch is not None:
-        await op.kube.patch_release_status(namespace, name, plan.status_patch)
+    await op.kube.write_release_status(namespace, name, body.get("status"), plan.status_json)
     if plan.deploy is not None:
         await _carry_out(op, release, spec, generation, plan.deploy, live)
     elif spec.serving.managed and (plan.status.current is not None or live is not None):
@@ -277,9 +276,9 @@ async def _record_bad_spec(op: Operator, body: dict[str, Any], problem: SpecErro
         "observedGeneration": body["metadata"].get("generation"),
     }
     meta = body["metadata"]
-    await op.kube.patch_release_status(
-        meta["namespace"], meta["name"], {"status": {"conditions": [*others, condition], "phase": "Failed"}}
-    )
+    old = body.get("status") or {}
+    new = {**old, "conditions": [*others, condition], "phase": "Failed"}
+    await op.kube.write_release_status(meta["namespace"], meta["name"], old, new)
     await _event(op, body, "Warning", problem.reason, str(problem))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from status_server import StatusServer
+
 from modelrelease.api.models import ModelReleaseSpec, ModelReleaseStatus
 from modelrelease.reconcile import Plan, decide
 from modelrelease.registry.base import ModelNotFound, ModelVersion, RegistryError, RegistryUnavailable
@@ -48,13 +50,18 @@ def deployment(
 
 
 class Release:
-    """Drives decide() the way the handler does and remembers the status it would have written."""
+    """Drives decide() the way the handler does; the status lives on a StatusServer, written as the
+    operator writes it and read back from there."""
 
     def __init__(self, spec: ModelReleaseSpec | None = None, generation: int = 1) -> None:
         self.spec = spec or make_spec()
         self.generation = generation
-        self.status: ModelReleaseStatus | None = None
+        self.server = StatusServer()
         self.clock = T0
+
+    @property
+    def status(self) -> ModelReleaseStatus | None:
+        return self.server.read()
 
     def step(
         self,
@@ -77,7 +84,7 @@ class Release:
                 digest=digest,
             )
         if plan.verify is None:  # the handler verifies before it writes anything
-            self.status = plan.status
+            self.server.write(plan)
         return plan
 
     def condition(self, type_: str) -> tuple[str, str]:
@@ -133,7 +140,7 @@ def test_deciding_again_on_the_same_observation_changes_nothing() -> None:
     release = Release()
     serving(release)
     plan = release.step(mv(1), deployment(1, "Succeeded"))
-    assert not plan.status_changed and plan.status_patch is None
+    assert not plan.status_changed
     assert plan.deploy is None and plan.events == () and plan.verify is None
 
 
@@ -406,3 +413,22 @@ def test_a_failed_attempt_left_in_place_is_retried_only_after_a_spec_change() ->
     assert release.step(mv(5), deployment(5, "Failed")).verify is None
     release.generation = 2
     assert release.step(mv(5), deployment(5, "Failed")).verify == mv(5)
+
+
+def test_a_digest_no_longer_known_is_removed_from_the_status_on_the_server() -> None:
+    """v1 served with digest D; v2 rolls out with verify.digest Off: no stale D in resolved or current
+    (a later repair or rollback would write it into the pod template)."""
+    release = Release()
+    d1 = "sha256:" + "d" * 64
+    release.step(mv(1), None, PASS, digest=d1)
+    release.step(mv(1), deployment(1, "Succeeded"))
+    assert release.status is not None and release.status.current is not None
+    assert release.status.current.digest == d1
+    release.spec = make_spec(verify={"digest": "Off"})
+    release.generation = 2
+    release.step(mv(2), deployment(1, "Succeeded", applied=1), PASS)
+    plan = release.step(mv(2), deployment(2, "Succeeded", gen=2, applied=2))
+    assert plan.status.current is not None and plan.status.current.version == "2"
+    stored = release.server.stored
+    assert "digest" not in stored["resolved"] and "digest" not in stored["current"]
+    assert release.status == plan.status

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from status_server import StatusServer
 
 from modelrelease.api.models import HistoryEntry, ModelReleaseSpec, ModelReleaseStatus
 from modelrelease.reconcile import Plan, decide
@@ -32,6 +33,11 @@ def results(passed: bool) -> list[CheckResult]:
     if passed:
         return [CheckResult("Metrics", "Passed", "f1=0.9", "MetricGatesPassed")]
     return [CheckResult("Metrics", "Failed", "f1=0.1 below min 0.8", "MetricGateFailed")]
+
+
+def digest(n: int) -> str | None:
+    """Odd versions have their digest checked; even ones roll out with verify.digest Off (none known)."""
+    return f"sha256:{n:064x}" if n % 2 else None
 
 
 @dataclass
@@ -57,7 +63,8 @@ class Deployment:
 class World:
     spec: ModelReleaseSpec
     generation: int = 1
-    status: ModelReleaseStatus | None = None
+    server: StatusServer = field(default_factory=StatusServer)
+    """The release's status, written and read back as on the API server."""
     answer: int | None = 1  # None: the registry is down
     verdicts: dict[int, bool] = field(default_factory=dict)
     deployment: Deployment | None = None
@@ -76,6 +83,10 @@ class World:
         if answer is not None and answer != self.last_answer:
             self.epoch += 1
             self.last_answer = answer
+
+    @property
+    def status(self) -> ModelReleaseStatus | None:
+        return self.server.read()
 
     def now(self) -> datetime:
         self.clock += 1
@@ -96,15 +107,16 @@ class World:
         plan = decide(*args, None, self.observed(), now)
         if plan.verify is not None:
             verdict = self.verdicts.get(int(plan.verify.version), True)
-            plan = decide(*args, results(verdict), self.observed(), now)
+            plan = decide(
+                *args, results(verdict), self.observed(), now, digest=digest(int(plan.verify.version))
+            )
             if plan.deploy is not None and plan.deploy.kind == "Rollout":
                 assert verdict, "a rollout was planned for a version that failed verification"
                 self.approved.add(plan.deploy.pin.uri)
         return plan
 
     def apply(self, plan: Plan, crash_before_deploy: bool = False) -> None:
-        if plan.status_changed:
-            self.status = plan.status
+        self.server.write(plan)
         if plan.deploy is None or crash_before_deploy:
             return
         deploy = plan.deploy
@@ -166,6 +178,7 @@ def reconcile(world: World, crash: bool = False) -> None:
         world.attempts.add(attempt)
     world.outcomes |= {e.outcome or "InProgress" for e in plan.status.history}
     world.apply(plan, crash_before_deploy=crash)
+    assert world.status == plan.status, "the status on the server differs from the computed one"
 
 
 def converge(world: World) -> None:
@@ -233,7 +246,7 @@ def test_reconcile_properties(
         elif kind == "bump":
             world.generation += 1
         elif kind == "lose-status":  # rebuilt from the Deployment; what was blocked may be checked again
-            world.status = None
+            world.server.lose()
             world.attempts.clear()
         if then != "skip":
             reconcile(world, crash=then == "crash")

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -79,8 +79,20 @@ class Kube:
             self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
         )
 
-    async def patch_release_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        """Merge-patch the status subresource (the operator never writes a release's spec)."""
+    async def write_release_status(
+        self, namespace: str, name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
+    ) -> None:
+        """Make the status subresource hold exactly `new`, given `old`, the status as read in this pass (the
+        operator never writes a release's spec). Sends nothing when the two are equal.
+
+        A JSON merge patch with explicit nulls (`merge_patch`) rather than a replace: the operator is the
+        only writer of the status, passes over one release run one at a time and each starts from a fresh
+        GET, so `old` is what the server holds and the patch leaves exactly `new`. A PUT guarded by
+        resourceVersion would add nothing but conflicts with every metadata write in between (kopf's own
+        annotations on the release) and a re-read/retry path for them."""
+        patch = merge_patch(old, new)
+        if not patch:
+            return
         await self._run(
             self._custom.patch_namespaced_custom_object_status,
             GROUP,
@@ -88,7 +100,8 @@ class Kube:
             namespace,
             PLURAL,
             name,
-            patch,
+            {"status": patch},
+            field_manager=FIELD_MANAGER,
             _content_type=_MERGE,
         )
 
@@ -200,6 +213,11 @@ class Kube:
         }
         return {**data, **(secret.get("stringData") or {})}
 
+    async def config_map_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The data of a ConfigMap (one GET, no cache), or None when it does not exist."""
+        config_map = await self._get(self._core.read_namespaced_config_map, name, namespace)
+        return None if config_map is None else dict(config_map.get("data") or {})
+
     async def create_event(
         self, release: dict[str, Any], type_: str, reason: str, message: str, now: datetime | None = None
     ) -> None:
@@ -229,6 +247,23 @@ class Kube:
             "count": 1,
         }
         await self._run(self._core.create_namespaced_event, meta["namespace"], body)
+
+
+def merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
+    """The RFC 7386 merge patch turning `old` into `new`: what `new` lacks becomes null (removed), objects
+    in both are diffed key by key, anything else (lists too, which a merge patch replaces) is sent whole
+    when it differs. Empty when the two are equal."""
+    old = old or {}
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif key not in old or before != value:
+            patch[key] = value
+    return patch
 
 
 def _replacement(live: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@
 last wrote, the registry's answer, verification results, the serving Deployment as observed) and returns
 a `Plan`: at most one Deployment change, the complete new status, the Events of the transitions, and
 when to look again. Like Argo Rollouts' persistRolloutStatus, the whole status is computed in one place;
-a plan whose status equals the old one carries no status patch.
+a plan whose status equals the old one says so (`status_changed`).
 
 Crash safety: the handler writes the status *before* it changes the Deployment. The status therefore
 always names what the Deployment should carry (`expected_pin`), and when the Deployment disagrees (a
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from modelrelease.api.models import (
     Condition,
@@ -81,10 +81,9 @@ class Plan:
     """The check that blocked the candidate in this step, if one did."""
 
     @property
-    def status_patch(self) -> dict[str, object] | None:
-        if not self.status_changed:
-            return None
-        return {"status": self.status.model_dump(by_alias=True, exclude_none=True, mode="json")}
+    def status_json(self) -> dict[str, Any]:
+        """`status` as the server stores it: unset fields absent (and removed where the server has them)."""
+        return self.status.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 def _one_line(text: str) -> str:
