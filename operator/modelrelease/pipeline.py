@@ -16,6 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -31,7 +32,7 @@ from modelrelease.render import manifests
 from modelrelease.render.observe import observe
 from modelrelease.render.pin import ReleaseRef
 from modelrelease.settings import Settings
-from modelrelease.verify.checks import CheckResult, verify_candidate
+from modelrelease.verify.checks import CheckResult, Signers, verify_candidate
 
 logger = logging.getLogger(__name__)
 
@@ -150,16 +151,25 @@ async def _serving_version(
 
 
 async def _verify(
-    spec: ModelReleaseSpec, mv: ModelVersion, status: ModelReleaseStatus | None, registry: MlflowRegistry
+    spec: ModelReleaseSpec,
+    mv: ModelVersion,
+    status: ModelReleaseStatus | None,
+    registry: MlflowRegistry,
+    signers: Signers,
 ) -> tuple[list[CheckResult], str | None] | RegistryUnavailable:
     try:
-        results = await verify_candidate(spec, mv, await _serving_version(registry, status), registry)
+        results = await verify_candidate(
+            spec, mv, await _serving_version(registry, status), registry, signers
+        )
     except RegistryUnavailable as exc:
         return exc
-    digest_result = next((r for r in results if r.check == "Digest"), None)
+    codes = {r.check: r.code for r in results}
     digest = None
-    if digest_result is not None and digest_result.code in ("DigestMatched", "DigestMismatch"):
-        digest = await registry.artifact_digest(mv)  # computed by the check already: a cache hit
+    if (
+        codes.get("Digest") in ("DigestMatched", "DigestMismatch")
+        or codes.get("Signature") == "SignatureVerified"
+    ):
+        digest = await registry.artifact_digest(mv)  # the checks hashed the files already: a cache hit
     return results, digest
 
 
@@ -236,7 +246,8 @@ async def _reconcile(op: Operator, state: ReleaseState, namespace: str, name: st
 
     plan = decide(spec, generation, status, resolution, None, observed, now)
     if plan.verify is not None and registry is not None and isinstance(resolution, ModelVersion):
-        verified = await _verify(spec, resolution, status, registry)
+        signers = partial(op.kube.config_map_data, namespace)
+        verified = await _verify(spec, resolution, status, registry, signers)
         if isinstance(verified, RegistryUnavailable):
             resolution = verified
             plan = decide(spec, generation, status, resolution, None, observed, now)

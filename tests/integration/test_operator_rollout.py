@@ -72,6 +72,7 @@ def test_alias_pins_the_deployment_and_follows_the_alias(
         "RegistryReady": "Passed",
         "Metrics": "Passed",
         "Digest": "Passed",
+        "Signature": "Skipped",
         "Schema": "Skipped",
     }
     assert "RolloutSucceeded" in {e["reason"] for e in cluster.events(namespace, "fraud")}

@@ -593,6 +593,7 @@ async def test_stamp_then_verify_passes_and_tampering_blocks(
         "RegistryReady": "Passed",
         "Metrics": "Skipped",
         "Digest": "Passed",
+        "Signature": "Skipped",
         "Schema": "Skipped",
     }
 

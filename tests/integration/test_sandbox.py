@@ -1,13 +1,17 @@
 """`modelrelease sandbox up|down`, driven as a user would: the CLI, then a shell that sources DIR/env.
 
-Covers the sandbox items of issue 2's "Done when" list in order — CRDs apply, `kubectl get mr -A`, an invalid
-ModelRelease refused naming the field, a healthy Deployment reaching Available, crashloop/unready faults
-reaching ProgressDeadlineExceeded, MLflow's /health with curl, S3 with boto3, and `down` leaving nothing
-listening — plus two sandboxes side by side, a second `up` refused, and `up` failing or interrupted cleanly.
+The control plane is the real one (etcd, kube-apiserver, kube-controller-manager, kube-scheduler at the
+pinned version; kwok for the node): its version, TLS and RBAC, the node Ready with a loopback podCIDR, CRDs
+applied, `kubectl get mr -A`, an invalid ModelRelease refused naming the field, a healthy Deployment made
+Available by the real controllers, crashloop/unready faults carried out through pod status until the real
+Deployment controller reports ProgressDeadlineExceeded, garbage collection and namespace deletion, MLflow's
+/health with curl, S3 with boto3, and `down` leaving nothing listening — plus two sandboxes side by side, a
+second `up` refused, and `up` failing or interrupted cleanly.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shlex
@@ -24,13 +28,25 @@ from pathlib import Path
 
 import pytest
 
-from modelrelease.sandbox.stack import SandboxInfo
+from modelrelease.sandbox import binaries
+from modelrelease.sandbox.stack import POD_CIDR, SERVICE_CIDR, SandboxInfo
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "modelrelease.cli"]
-COMPONENTS = {"api", "simulator", "s3", "mlflow"}
+COMPONENTS = {
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "kubelet",
+    "s3",
+    "mlflow",
+}
+WAITING_REASON = ".items[0].status.containerStatuses[0].state.waiting.reason"
+LISTENING = COMPONENTS - {"kubelet"}  # the pod runner only talks to the API server
 
 
 @dataclass(frozen=True)
@@ -149,7 +165,32 @@ def test_up_writes_kubeconfig_env_state_and_logs(
     assert f"KUBECONFIG={cli_sandbox.dir / 'kubeconfig'}" in exported
     assert set(json.loads((cli_sandbox.dir / "state.json").read_text())["components"]) == COMPONENTS
     assert {p.stem for p in (cli_sandbox.dir / "logs").glob("*.log")} >= COMPONENTS
-    assert len(set(ports(cli_sandbox.dir).values())) == 3
+    assert set(ports(cli_sandbox.dir)) == LISTENING
+    assert len(set(ports(cli_sandbox.dir).values())) == len(LISTENING)
+
+
+def test_the_control_plane_is_the_pinned_kubernetes_with_tls_and_rbac(cli_sandbox: Sandbox) -> None:
+    version = sh(cli_sandbox, "kubectl version -o json")
+    assert version.returncode == 0, version.stderr
+    assert json.loads(version.stdout)["serverVersion"]["gitVersion"] == binaries.KUBERNETES.version()
+    ready = sh(cli_sandbox, "kubectl get --raw '/readyz?verbose'")
+    assert "readyz check passed" in ready.stdout, ready.stdout + ready.stderr
+    # Without the sandbox's client certificate the API server does not answer, and RBAC is in force.
+    server = json.loads((cli_sandbox.dir / "kubeconfig").read_text())["clusters"][0]["cluster"]["server"]
+    assert server.startswith("https://127.0.0.1:")
+    anonymous = sh(cli_sandbox, f"curl -sk -o /dev/null -w '%{{http_code}}' {server}/api/v1/secrets")
+    assert anonymous.stdout in ("401", "403"), anonymous.stdout
+    can = sh(cli_sandbox, "kubectl auth can-i list secrets --as system:serviceaccount:default:default -A")
+    assert can.stdout.strip() == "no", can.stdout + can.stderr
+
+
+def test_the_node_is_ready_with_a_loopback_pod_range(cli_sandbox: Sandbox) -> None:
+    nodes = json.loads(sh(cli_sandbox, "kubectl get nodes -o json").stdout)["items"]
+    assert len(nodes) == 1
+    assert nodes[0]["spec"]["podCIDR"] == POD_CIDR
+    conditions = {c["type"]: c["status"] for c in nodes[0]["status"]["conditions"]}
+    assert conditions["Ready"] == "True"
+    assert nodes[0]["status"]["nodeInfo"]["kubeletVersion"].startswith("kwok-")
 
 
 def test_crds_apply_and_modelreleases_list(cli_sandbox: Sandbox) -> None:
@@ -195,6 +236,29 @@ def test_healthy_deployment_becomes_available(cli_sandbox: Sandbox) -> None:
     rolled = sh(cli_sandbox, "kubectl -n healthy rollout status deploy/fraud --timeout=60s")
     assert rolled.returncode == 0, rolled.stderr
     assert "successfully rolled out" in rolled.stdout
+    pods = json.loads(sh(cli_sandbox, "kubectl -n healthy get pods -o json").stdout)["items"]
+    ips = [p["status"]["podIP"] for p in pods]
+    assert len(ips) == 2 and len(set(ips)) == 2
+    assert all(ipaddress.ip_address(ip) in ipaddress.ip_network(POD_CIDR) for ip in ips)
+    exposed = sh(
+        cli_sandbox, "kubectl -n healthy expose deploy/fraud --port 8080 -o jsonpath='{.spec.clusterIP}'"
+    )
+    assert exposed.returncode == 0, exposed.stderr
+    assert ipaddress.ip_address(exposed.stdout) in ipaddress.ip_network(SERVICE_CIDR)
+
+
+def test_deleting_a_namespace_collects_everything_in_it(cli_sandbox: Sandbox) -> None:
+    # The real namespace controller and garbage collector: Deployment -> ReplicaSet -> pods, all removed.
+    assert sh(cli_sandbox, "kubectl create namespace doomed").returncode == 0
+    assert (
+        sh(cli_sandbox, "kubectl apply -f -", stdin=deployment("doomed", "models:/fraud/1")).returncode == 0
+    )
+    waited = sh(cli_sandbox, "kubectl -n doomed wait --for=condition=Available deploy/fraud --timeout=60s")
+    assert waited.returncode == 0, waited.stderr
+    deleted = sh(cli_sandbox, "kubectl delete namespace doomed --wait --timeout=90s", timeout=120)
+    assert deleted.returncode == 0, deleted.stderr
+    left = sh(cli_sandbox, "kubectl get pods,replicasets -n doomed -o name")
+    assert left.stdout.strip() == ""
 
 
 FAULTS_FILE = """\
@@ -225,6 +289,17 @@ def test_faulty_model_exceeds_the_progress_deadline(
     )
     assert applied.returncode == 0, applied.stderr
 
+    if fault == "crashloop":  # the container keeps exiting: the pod runner reports restarts with back-off
+        restarts = "jsonpath={.items[0].status.containerStatuses[0].restartCount}=2"
+        crashed = sh(
+            cli_sandbox, f"kubectl -n {namespace} wait pods --all --for={shlex.quote(restarts)} --timeout=60s"
+        )
+        assert crashed.returncode == 0, crashed.stderr
+        state = sh(
+            cli_sandbox,
+            f"kubectl -n {namespace} get pods -o jsonpath='{{{WAITING_REASON}}}'",
+        )
+        assert state.stdout == "CrashLoopBackOff"
     reason = "jsonpath={.status.conditions[?(@.type=='Progressing')].reason}=ProgressDeadlineExceeded"
     waited = sh(
         cli_sandbox, f"kubectl -n {namespace} wait --for={shlex.quote(reason)} deploy/fraud --timeout=60s"
@@ -299,7 +374,7 @@ def test_two_sandboxes_run_side_by_side(
 
 
 def test_up_fails_cleanly_when_a_component_cannot_start(tmp_path: Path) -> None:
-    # An mlflow that cannot even import: the API emulator and S3 are already running when it dies.
+    # An mlflow that cannot even import: S3 and the control plane are already starting when it dies.
     broken = tmp_path / "broken-site" / "mlflow"
     broken.mkdir(parents=True)
     (broken / "__init__.py").write_text("raise SystemExit('mlflow is broken in this environment')\n")
@@ -316,7 +391,7 @@ def test_up_fails_cleanly_when_a_component_cannot_start(tmp_path: Path) -> None:
     assert len(lines) == 1, failed.stderr
     assert f"mlflow exited with code 1 (log: {directory / 'logs' / 'mlflow.log'})" in lines[0]
     assert "mlflow is broken in this environment" in lines[0]
-    assert (directory / "logs" / "api.log").exists()  # it got that far
+    assert (directory / "logs" / "s3.log").exists()  # it got that far
     assert not (directory / "state.json").exists()
     assert processes_using(directory) == []
 

@@ -49,6 +49,7 @@ NAMESPACED_NEEDS: dict[tuple[str, str], set[str]] = {
     ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch"},
     ("", "secrets"): {"get"},
+    ("", "configmaps"): {"get"},
 }
 CLUSTER_NEEDS: dict[tuple[str, str], set[str]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},

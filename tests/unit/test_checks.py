@@ -203,6 +203,8 @@ class FakeRegistry:
     metrics: dict[str, float] = field(default_factory=dict)
     digest: str = DIGEST
     schemas: dict[str, list[dict[str, Any]] | None] = field(default_factory=dict)
+    entries: tuple[tuple[str, str], ...] = ()
+    bundle: bytes | None = None
     error: Exception | None = None
     asked: list[str] = field(default_factory=list)
 
@@ -232,6 +234,18 @@ class FakeRegistry:
         self._ask(f"digest {mv.version}")
         return self.digest
 
+    async def artifact_entries(self, mv: ModelVersion) -> tuple[tuple[str, str], ...]:
+        self._ask(f"entries {mv.version}")
+        return self.entries
+
+    async def signature_bundle(self, mv: ModelVersion) -> bytes | None:
+        self._ask(f"model.sig {mv.version}")
+        return self.bundle
+
+
+async def no_signers(name: str) -> Mapping[str, str] | None:
+    raise AssertionError(f"ConfigMap {name} read although the signature check is Off")
+
 
 def release(**verify: Any) -> ModelReleaseSpec:
     return ModelReleaseSpec.model_validate(
@@ -246,9 +260,12 @@ def outcomes(results: list[CheckResult]) -> dict[str, str]:
 async def test_all_checks_pass_with_every_fact_fetched() -> None:
     registry = FakeRegistry(metrics={"f1": 0.9}, schemas={"6": SERVING, "7": SERVING})
     spec = release(metrics=[{"name": "f1", "min": 0.78}])
-    results = await verify_candidate(spec, version("7", tags={TAG: DIGEST}), version("6"), registry)
-    assert [r.check for r in results] == ["RegistryReady", "Metrics", "Digest", "Schema"]
-    assert set(outcomes(results).values()) == {"Passed"}
+    results = await verify_candidate(
+        spec, version("7", tags={TAG: DIGEST}), version("6"), registry, no_signers
+    )
+    assert [r.check for r in results] == ["RegistryReady", "Metrics", "Digest", "Signature", "Schema"]
+    assert set(outcomes(results).values()) == {"Passed", "Skipped"}
+    assert outcomes(results)["Signature"] == "Skipped"
     assert sorted(registry.asked) == ["digest 7", "metrics 7", "schema 6", "schema 7"]
     assert first_blocking(results) is None
 
@@ -256,19 +273,22 @@ async def test_all_checks_pass_with_every_fact_fetched() -> None:
 async def test_checks_that_are_off_fetch_nothing() -> None:
     registry = FakeRegistry()
     spec = release(digest="Off", schema="Off", metricsMode="Off", metrics=[{"name": "f1", "min": 0.78}])
-    results = await verify_candidate(spec, version("7", tags={TAG: DIGEST}), version("6"), registry)
+    results = await verify_candidate(
+        spec, version("7", tags={TAG: DIGEST}), version("6"), registry, no_signers
+    )
     assert registry.asked == []
     assert outcomes(results) == {
         "RegistryReady": "Passed",
         "Metrics": "Skipped",
         "Digest": "Skipped",
+        "Signature": "Skipped",
         "Schema": "Skipped",
     }
 
 
 async def test_no_expected_digest_blocks_without_hashing() -> None:
     registry = FakeRegistry()
-    results = await verify_candidate(release(), version("7"), None, registry)
+    results = await verify_candidate(release(), version("7"), None, registry, no_signers)
     blocking = first_blocking(results)
     assert blocking is not None and (blocking.check, blocking.code) == ("Digest", "DigestMissing")
     assert registry.asked == []
@@ -277,7 +297,7 @@ async def test_no_expected_digest_blocks_without_hashing() -> None:
 async def test_first_blocking_is_the_first_failed_check_in_order() -> None:
     registry = FakeRegistry(metrics={"f1": 0.5}, digest=OTHER)
     spec = release(metrics=[{"name": "f1", "min": 0.78}])
-    results = await verify_candidate(spec, version("7", tags={TAG: DIGEST}), None, registry)
+    results = await verify_candidate(spec, version("7", tags={TAG: DIGEST}), None, registry, no_signers)
     assert outcomes(results)["Digest"] == "Failed"
     blocking = first_blocking(results)
     assert blocking is not None and blocking.check == "Metrics"
@@ -285,25 +305,29 @@ async def test_first_blocking_is_the_first_failed_check_in_order() -> None:
 
 async def test_spec_digest_is_compared_not_the_tag() -> None:
     spec = ModelReleaseSpec.model_validate({"model": {"name": "fraud", "version": "7", "digest": OTHER}})
-    results = await verify_candidate(spec, version("7", tags={TAG: DIGEST}), None, FakeRegistry(digest=OTHER))
+    results = await verify_candidate(
+        spec, version("7", tags={TAG: DIGEST}), None, FakeRegistry(digest=OTHER), no_signers
+    )
     assert outcomes(results)["Digest"] == "Passed"
 
 
 async def test_transient_registry_failure_propagates() -> None:
     registry = FakeRegistry(error=RegistryUnavailable("registry down"))
     with pytest.raises(RegistryUnavailable):
-        await verify_candidate(release(), version("7", tags={TAG: DIGEST}), version("6"), registry)
+        await verify_candidate(
+            release(), version("7", tags={TAG: DIGEST}), version("6"), registry, no_signers
+        )
 
 
 async def test_permanent_registry_error_fails_that_check_with_its_reason() -> None:
     error = RegistryError("no artifact files at s3://b/p", reason="ArtifactNotFound")
     results = await verify_candidate(
-        release(schema="Off"), version("7", tags={TAG: DIGEST}), None, FakeRegistry(error=error)
+        release(schema="Off"), version("7", tags={TAG: DIGEST}), None, FakeRegistry(error=error), no_signers
     )
     digest = next(r for r in results if r.check == "Digest")
     assert (digest.outcome, digest.code, digest.reason) == ("Failed", "ArtifactNotFound", str(error))
     warned = await verify_candidate(
-        release(digest="Warn"), version("7", tags={TAG: DIGEST}), None, FakeRegistry(error=error)
+        release(digest="Warn"), version("7", tags={TAG: DIGEST}), None, FakeRegistry(error=error), no_signers
     )
     assert outcomes(warned)["Digest"] == "Warned" and first_blocking(warned) is None
 

@@ -70,6 +70,10 @@ app.kubernetes.io/part-of: modelrelease
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+# Trusted signing keys named by spec.verify.signersConfigMap: read by name at each verification.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
 {{- end }}
 
 {{/* Cluster-scoped reads kopf needs to notice CRDs appearing (both RBAC shapes). Namespaces are not

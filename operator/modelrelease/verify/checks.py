@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,10 +28,18 @@ from modelrelease.api.models import (
     ModelReleaseSpec,
 )
 from modelrelease.registry.base import READY, ModelVersion, Registry, RegistryError, RegistryUnavailable
+from modelrelease.verify import signature
 
 T = TypeVar("T")
 
 Column = Mapping[str, Any]
+Signers = Callable[[str], Awaitable[Mapping[str, str] | None]]
+"""Reads a ConfigMap of the release's namespace by name: its data, or None when it does not exist."""
+
+
+async def no_config_maps(name: str) -> Mapping[str, str] | None:
+    """The :data:`Signers` of a caller outside any namespace: every ConfigMap is absent."""
+    return None
 
 
 @dataclass(frozen=True)
@@ -261,16 +269,41 @@ async def _schema_result(
     return check_schema(mode, candidate, serving, new, old)
 
 
+async def _signature_result(
+    spec: ModelReleaseSpec, candidate: ModelVersion, registry: Registry, signers: Signers
+) -> CheckResult:
+    """Keys first, then model.sig, then the per-file digests (shared with the Digest check): each fetched
+    only when the previous one exists."""
+    mode, config_map = spec.verify.signature, spec.verify.signers_config_map
+    if mode == "Off" or config_map is None:
+        return _off("Signature")
+    keys = await signers(config_map)
+    bundle = await _fact(registry.signature_bundle(candidate)) if keys is not None else None
+    if isinstance(bundle, RegistryError):
+        return _registry_error("Signature", mode, bundle)
+    entries = await _fact(registry.artifact_entries(candidate)) if bundle is not None else ()
+    if isinstance(entries, RegistryError):
+        return _registry_error("Signature", mode, entries)
+    verdict = signature.verify(bundle, keys, f"ConfigMap {config_map}", entries)
+    return _verdict("Signature", mode, verdict.passed, verdict.reason, verdict.code)
+
+
 async def verify_candidate(
-    spec: ModelReleaseSpec, candidate: ModelVersion, serving: ModelVersion | None, registry: Registry
+    spec: ModelReleaseSpec,
+    candidate: ModelVersion,
+    serving: ModelVersion | None,
+    registry: Registry,
+    signers: Signers = no_config_maps,
 ) -> list[CheckResult]:
-    """All four checks, in the order RegistryReady, Metrics, Digest, Schema; facts fetched concurrently.
+    """All five checks, in the order RegistryReady, Metrics, Digest, Signature, Schema; facts fetched
+    concurrently.
 
     Raises RegistryUnavailable when the registry or object store is transiently unreachable.
     """
     gathered = await asyncio.gather(
         _metrics_result(spec, candidate, registry),
         _digest_result(spec, candidate, registry),
+        _signature_result(spec, candidate, registry, signers),
         _schema_result(spec, candidate, serving, registry),
     )
     return [check_ready(spec.verify.require_ready, candidate), *gathered]
