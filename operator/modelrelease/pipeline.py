@@ -313,8 +313,9 @@ async def _carry_out(
 ) -> None:
     if spec.serving.target_ref is not None:
         assert live is not None  # decide() only repoints a Deployment it has observed
-        patch = manifests.target_patch(release, spec, live, deploy.pin, deploy.release_generation)
-        await op.kube.patch_deployment(release.namespace, spec.serving.target_ref.name, patch)
+        await op.kube.apply_deployment(
+            manifests.target_apply(release, spec, live, deploy.pin, deploy.release_generation)
+        )
         return
     hpa = await op.kube.hpa_targets(release.namespace, release.name)
     ctx = manifests.RenderContext(
@@ -323,7 +324,7 @@ async def _carry_out(
         hpa=hpa,
     )
     manifest = manifests.deployment(release, spec, generation, deploy.pin, deploy.release_generation, ctx)
-    await op.kube.apply_deployment(manifest, keep_replicas=hpa)
+    await op.kube.apply_deployment(manifest)
     await op.kube.apply_service(manifests.service(release, spec, generation))
 
 

@@ -130,6 +130,17 @@ def test_replicas_left_to_an_hpa() -> None:
     assert "replicas" not in render(spec(replicas=3), ctx)["spec"]
 
 
+def test_apply_configurations_name_only_what_the_operator_has_an_opinion_on() -> None:
+    """Server-side apply: whatever the configuration names, the operator owns (and forces); what it does
+    not name (status, identity, fields the API server or other managers set) stays theirs."""
+    for applied in (render(spec()), manifests.service(RELEASE, spec(), 3)):
+        assert set(applied) == {"apiVersion", "kind", "metadata", "spec"}
+        assert set(applied["metadata"]) == {"name", "namespace", "labels", "annotations", "ownerReferences"}
+    deployment = render(spec())
+    assert set(deployment["spec"]) == {"selector", "progressDeadlineSeconds", "template", "replicas"}
+    assert set(manifests.service(RELEASE, spec(), 3)["spec"]) == {"type", "selector", "ports"}
+
+
 def test_credentials_come_from_the_secret_never_inline() -> None:
     s = ModelReleaseSpec.model_validate(
         {
@@ -159,7 +170,7 @@ def test_service_selects_the_pods() -> None:
 LIVE_TARGET = {
     "apiVersion": "apps/v1",
     "kind": "Deployment",
-    "metadata": {"name": "scorer", "namespace": "ml", "generation": 4},
+    "metadata": {"name": "scorer", "namespace": "ml", "generation": 4, "uid": "5c0e-live"},
     "spec": {
         "replicas": 3,
         "template": {
@@ -186,9 +197,13 @@ def target_spec(container: str | None = None) -> ModelReleaseSpec:
     )
 
 
-def test_target_patch_touches_only_model_uri_and_annotations() -> None:
-    patch = manifests.target_patch(RELEASE, target_spec("server"), LIVE_TARGET, PIN, 5)
-    assert patch == {
+def test_target_apply_names_only_model_uri_and_annotations() -> None:
+    applied = manifests.target_apply(RELEASE, target_spec("server"), LIVE_TARGET, PIN, 5)
+    assert applied == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        # the uid makes the apply fail rather than create a Deployment from these fields alone
+        "metadata": {"name": "scorer", "namespace": "ml", "uid": "5c0e-live"},
         "spec": {
             "template": {
                 "metadata": {"annotations": manifests.pin_annotations(RELEASE, PIN, 5)},
@@ -201,18 +216,18 @@ def test_target_patch_touches_only_model_uri_and_annotations() -> None:
                     ]
                 },
             }
-        }
+        },
     }
 
 
-def test_target_patch_defaults_to_the_first_container() -> None:
-    patch = manifests.target_patch(RELEASE, target_spec(), LIVE_TARGET, PIN, 5)
-    assert patch["spec"]["template"]["spec"]["containers"][0]["name"] == "proxy"
+def test_target_apply_defaults_to_the_first_container() -> None:
+    applied = manifests.target_apply(RELEASE, target_spec(), LIVE_TARGET, PIN, 5)
+    assert applied["spec"]["template"]["spec"]["containers"][0]["name"] == "proxy"
 
 
-def test_target_patch_names_the_field_of_a_missing_container() -> None:
+def test_target_apply_names_the_field_of_a_missing_container() -> None:
     with pytest.raises(RenderError) as raised:
-        manifests.target_patch(RELEASE, target_spec("model"), LIVE_TARGET, PIN, 5)
+        manifests.target_apply(RELEASE, target_spec("model"), LIVE_TARGET, PIN, 5)
     assert raised.value.field == "spec.serving.targetRef.container"
     assert "proxy, server" in str(raised.value)
 

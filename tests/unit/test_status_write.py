@@ -6,7 +6,6 @@ Each write is applied here with RFC 7386 merge-patch semantics (what the API ser
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import Iterator
 from typing import Any
@@ -17,9 +16,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 from status_server import json_merge_patch
 
-from modelrelease import pipeline
 from modelrelease.api.models import ModelReleaseStatus
-from modelrelease.kube.client import Kube, merge_patch
+from modelrelease.kube.client import merge_patch
 
 DIGEST_1 = "sha256:" + "1" * 64
 DIGEST_2 = "sha256:" + "2" * 64
@@ -161,54 +159,3 @@ _objects = st.dictionaries(st.sampled_from("abcde"), _json, max_size=5)
 @given(old=_objects, new=_objects)
 def test_the_patch_turns_any_object_into_any_other(old: dict[str, Any], new: dict[str, Any]) -> None:
     assert json_merge_patch(old, merge_patch(old, new)) == new
-
-
-class _Custom:
-    """CustomObjectsApi's status patch, recorded."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-
-    def patch_namespaced_custom_object_status(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        self.calls.append((args, kwargs))
-        return {}
-
-
-def _kube() -> tuple[Kube, _Custom]:
-    kube = Kube.__new__(Kube)
-    custom = _Custom()
-    kube._custom = custom  # type: ignore[assignment]
-
-    async def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
-
-    kube._run = run  # type: ignore[method-assign]
-    return kube, custom
-
-
-def test_the_adapter_sends_the_patch_as_a_merge_patch_and_skips_no_ops() -> None:
-    kube, custom = _kube()
-    new = _without(FULL, ("current", "digest"))
-    asyncio.run(kube.write_release_status("ml", "fraud", FULL, new))
-    asyncio.run(kube.write_release_status("ml", "fraud", new, copy.deepcopy(new)))
-    ((args, kwargs),) = custom.calls
-    assert args[2:5] == ("ml", "modelreleases", "fraud")
-    assert args[5] == {"status": {"current": {"digest": None}}}
-    assert kwargs["_content_type"] == "application/merge-patch+json"
-    assert kwargs["field_manager"] == "modelrelease-operator"
-
-
-def test_recording_a_bad_spec_replaces_only_the_resolved_condition_and_phase() -> None:
-    kube, custom = _kube()
-    kube.create_event = lambda *a, **k: asyncio.sleep(0)  # type: ignore[method-assign]
-    op = pipeline.Operator(settings=None, kube=kube, registries=None)  # type: ignore[arg-type]
-    body = {"metadata": {"name": "fraud", "namespace": "ml", "generation": 4}, "status": FULL}
-    problem = pipeline.SpecError("spec.model", "bad", "InvalidSpec")
-    asyncio.run(pipeline._record_bad_spec(op, body, problem))
-    ((args, _kwargs),) = custom.calls
-    patch = args[5]["status"]
-    assert set(patch) == {"conditions", "phase"} and patch["phase"] == "Failed"
-    assert [(c["type"], c["reason"]) for c in patch["conditions"]] == [
-        ("Ready", "Serving"),
-        ("Resolved", "InvalidSpec"),
-    ]

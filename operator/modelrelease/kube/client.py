@@ -28,8 +28,9 @@ FIELD_MANAGER = "modelrelease-operator"
 COMPONENT = "modelrelease-operator"
 KUBE_IO_THREADS = 4
 REQUEST_TIMEOUT_S = 30.0
-_STRATEGIC = "application/strategic-merge-patch+json"
 _MERGE = "application/merge-patch+json"
+# Server-side apply. The client sends a dict body for a */*+yaml content type as JSON, which is YAML.
+_APPLY = "application/apply-patch+yaml"
 
 
 def load_config() -> kubernetes.client.ApiClient:
@@ -113,76 +114,37 @@ class Kube:
     async def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(self._core.read_namespaced_service, name, namespace)
 
-    async def apply_deployment(self, manifest: dict[str, Any], *, keep_replicas: bool) -> dict[str, Any]:
-        """Create the Deployment, or replace its spec with `manifest`'s, keeping what others own: other
-        labels and annotations, and `replicas` when `keep_replicas` (an HPA scales it)."""
+    async def apply_deployment(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply of `manifest` (an apply configuration: only the fields the operator has an
+        opinion on) as the operator's field manager, creating the Deployment if need be. Fields other
+        managers own (a label, `kubectl rollout restart`'s annotation, an HPA's replicas) are left as they
+        are; conflicts on fields in `manifest` are forced: the operator owns those."""
         meta = manifest["metadata"]
-        live = await self.get_deployment(meta["namespace"], meta["name"])
-        if live is None:
-            try:
-                return self._plain(
-                    await self._run(
-                        self._apps.create_namespaced_deployment,
-                        meta["namespace"],
-                        manifest,
-                        field_manager=FIELD_MANAGER,
-                    )
-                )
-            except ApiException as exc:
-                if exc.status != 409:  # created meanwhile: replace it below
-                    raise
-                live = await self.get_deployment(meta["namespace"], meta["name"])
-                assert live is not None
-        body = _replacement(live, manifest)
-        if keep_replicas and "replicas" in live.get("spec", {}):
-            body["spec"]["replicas"] = live["spec"]["replicas"]
         return self._plain(
             await self._run(
-                self._apps.replace_namespaced_deployment,
+                self._apps.patch_namespaced_deployment,
                 meta["name"],
                 meta["namespace"],
-                body,
+                manifest,
                 field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=_APPLY,
             )
         )
 
     async def apply_service(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply of the managed Service, like `apply_deployment` (the API server keeps the
+        clusterIP it allocated: the operator never names it)."""
         meta = manifest["metadata"]
-        live = await self.get_service(meta["namespace"], meta["name"])
-        if live is None:
-            return self._plain(
-                await self._run(
-                    self._core.create_namespaced_service,
-                    meta["namespace"],
-                    manifest,
-                    field_manager=FIELD_MANAGER,
-                )
-            )
-        body = _replacement(live, manifest)
-        for immutable in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
-            if immutable in live.get("spec", {}):
-                body["spec"][immutable] = live["spec"][immutable]
         return self._plain(
             await self._run(
-                self._core.replace_namespaced_service,
+                self._core.patch_namespaced_service,
                 meta["name"],
                 meta["namespace"],
-                body,
+                manifest,
                 field_manager=FIELD_MANAGER,
-            )
-        )
-
-    async def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """Strategic-merge patch (containers and env merge by name), for Deployments the operator does
-        not own."""
-        return self._plain(
-            await self._run(
-                self._apps.patch_namespaced_deployment,
-                name,
-                namespace,
-                patch,
-                field_manager=FIELD_MANAGER,
-                _content_type=_STRATEGIC,
+                force=True,
+                _content_type=_APPLY,
             )
         )
 
@@ -264,18 +226,3 @@ def merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[s
         elif key not in old or before != value:
             patch[key] = value
     return patch
-
-
-def _replacement(live: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
-    """`manifest` as a full replacement of `live`: our spec, live identity, others' metadata kept."""
-    meta = live["metadata"]
-    return {
-        **manifest,
-        "metadata": {
-            **manifest["metadata"],
-            "resourceVersion": meta.get("resourceVersion"),
-            "labels": {**(meta.get("labels") or {}), **manifest["metadata"].get("labels", {})},
-            "annotations": {**(meta.get("annotations") or {}), **manifest["metadata"].get("annotations", {})},
-        },
-        "spec": dict(manifest["spec"]),
-    }

@@ -1,5 +1,6 @@
-"""Pure builders: (release, spec, pinned version) → the Deployment and Service of managed mode, or the
-strategic-merge patch of targetRef mode. No I/O; the kube adapter applies what these return."""
+"""Pure builders: (release, spec, pinned version) → the server-side apply configurations of the managed
+Deployment and Service, or of the few fields of a targetRef Deployment the operator owns. Each names only
+the fields the operator has an opinion on. No I/O; the kube adapter applies what these return."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class RenderContext:
     tracking_uri: str
     """The release's effective tracking URI (spec.registry.trackingUri or the operator default)."""
     hpa: bool = False
-    """An HPA targets the Deployment: leave `replicas` to it."""
+    """An HPA targets the Deployment: `replicas` stays out of the apply configuration (the HPA owns it)."""
 
 
 def selector_labels(release: ReleaseRef) -> dict[str, str]:
@@ -239,18 +240,24 @@ def target_container(live: dict[str, Any], container: str | None) -> str:
     return container
 
 
-def target_patch(
+def target_apply(
     release: ReleaseRef, spec: ModelReleaseSpec, live: dict[str, Any], pin: Pin, generation: int
 ) -> dict[str, Any]:
-    """Strategic-merge patch for targetRef mode: only the container's MODEL_URI env (containers and env merge
-    by name) and the pod-template annotations; every other field stays as its owner wrote it."""
+    """Apply configuration for targetRef mode: only the container's MODEL_URI env (containers and env are
+    lists keyed by name, so nothing else of them is named) and the pod-template annotations; every other
+    field stays as its owner wrote it. `metadata.uid` is a precondition, not an opinion: if the Deployment
+    was deleted meanwhile, the apply fails with a conflict instead of creating one from these fields."""
     assert spec.serving.target_ref is not None
     name = target_container(live, spec.serving.target_ref.container)
+    meta = live["metadata"]
     return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
         "spec": {
             "template": {
                 "metadata": {"annotations": pin_annotations(release, pin, generation)},
                 "spec": {"containers": [{"name": name, "env": [{"name": MODEL_URI_ENV, "value": pin.uri}]}]},
             }
-        }
+        },
     }
