@@ -61,6 +61,19 @@ def _stamp(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sign(args: argparse.Namespace) -> int:
+    from modelrelease.registry.base import RegistryError
+    from modelrelease.sign import sign_command
+
+    try:
+        where = sign_command(args.name, args.version, Path(args.private_key))
+    except RegistryError as exc:
+        print(f"modelrelease sign: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.name} version {args.version}: signed, {where}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from modelrelease import demo
 
@@ -92,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     stamp.add_argument("version", help="model version number")
     stamp.add_argument("--tag", default="modelrelease.io/sha256", help="version tag to write")
     stamp.set_defaults(func=_stamp)
+
+    sign = commands.add_parser(
+        "sign", help="sign a version's files (OpenSSF model signing) and upload model.sig"
+    )
+    sign.add_argument("--private-key", required=True, help="PEM EC private key (P-256, P-384 or P-521)")
+    sign.add_argument("name", help="registered model name")
+    sign.add_argument("version", help="model version number")
+    sign.set_defaults(func=_sign)
 
     demo = commands.add_parser("demo", help="tell the whole release story on a local sandbox")
     demo.add_argument("--dir", default=".sandbox/demo", help="sandbox folder (default .sandbox/demo)")

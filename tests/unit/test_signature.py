@@ -94,7 +94,7 @@ def test_a_bundle_signed_from_streamed_digests_verifies_with_the_library_on_disk
     tmp_path: Path, keys: dict[str, Key]
 ) -> None:
     model = make_model(tmp_path / "model")
-    bundle = signature.sign(local_entries(model), keys["p384"].private, "fraud")
+    bundle = signature.sign(local_entries(model), signature.signer(keys["p384"].private), "fraud")
     (model / "model.sig").write_bytes(bundle)
     # The library's own high-level verification: raises on any mismatch.
     model_signing.verifying.Config().use_elliptic_key_verifier(
@@ -108,7 +108,9 @@ def test_a_bundle_signed_from_streamed_digests_verifies_with_the_library_on_disk
 def test_signing_leaves_the_canonical_digest_alone(tmp_path: Path, keys: dict[str, Key]) -> None:
     model = make_model(tmp_path / "model")
     before = local_digest(model)
-    (model / "model.sig").write_bytes(signature.sign(local_entries(model), keys["pipeline"].private, "m"))
+    (model / "model.sig").write_bytes(
+        signature.sign(local_entries(model), signature.signer(keys["pipeline"].private), "m")
+    )
     assert local_digest(model) == before
     verdict = signature.verify(
         (model / "model.sig").read_bytes(), {"k": keys["pipeline"].public_pem}, SOURCE, local_entries(model)
@@ -121,7 +123,7 @@ def test_signing_leaves_the_canonical_digest_alone(tmp_path: Path, keys: dict[st
 
 @pytest.fixture
 def signed(keys: dict[str, Key]) -> bytes:
-    return signature.sign(entries(MODEL), keys["pipeline"].private, "fraud")
+    return signature.sign(entries(MODEL), signature.signer(keys["pipeline"].private), "fraud")
 
 
 def test_any_one_trusted_key_is_enough(keys: dict[str, Key], signed: bytes) -> None:

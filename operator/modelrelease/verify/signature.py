@@ -66,13 +66,24 @@ def _manifest(model_name: str, files: Mapping[str, str]) -> ms_manifest.Manifest
     return ms_manifest.Manifest(model_name, items, serialization)
 
 
-def sign(entries: Iterable[tuple[str, str]], private_key: Path, model_name: str) -> bytes:
-    """The ``model.sig`` bundle over these ``(path, sha256 hex)`` entries, signed with a PEM EC key.
+def signer(private_key: Path) -> sign_ec_key.Signer:
+    """The library's signer for a PEM EC private key (P-256, P-384 or P-521, unencrypted); ValueError
+    with a one-line reason when the file holds no such key."""
+    try:
+        return sign_ec_key.Signer(private_key)
+    except OSError as exc:
+        raise ValueError(f"cannot read {private_key}: {exc.strerror}") from None
+    except _UNUSABLE:
+        # The library's own messages differ by cause (RSA keys fail on a missing attribute).
+        raise ValueError(
+            f"{private_key} is not an unencrypted PEM EC private key (P-256, P-384 or P-521)"
+        ) from None
 
-    Raises ValueError (or TypeError for an encrypted key) when the key cannot sign."""
-    signer = sign_ec_key.Signer(private_key)
+
+def sign(entries: Iterable[tuple[str, str]], key: sign_ec_key.Signer, model_name: str) -> bytes:
+    """The ``model.sig`` bundle over these ``(path, sha256 hex)`` entries."""
     payload = Payload(_manifest(model_name, {p: h for p, h in entries if hashed(p)}))
-    signature = cast(sign_sigstore_pb.Signature, signer.sign(payload))
+    signature = cast(sign_sigstore_pb.Signature, key.sign(payload))
     return str(signature.bundle.to_json()).encode("utf-8")
 
 
