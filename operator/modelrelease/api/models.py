@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, NotRequired
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonDict
 from typing_extensions import TypedDict
@@ -377,7 +385,31 @@ def _check_env_var(env: EnvVar) -> EnvVar:
 
 
 EnvEntry = Annotated[EnvVar, AfterValidator(_check_env_var)]
-Quantity = int | str
+
+# Kubernetes' resource.Quantity syntax without its leading '-': container resources must not be negative.
+_DECIMAL = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+QUANTITY_PATTERN = rf"^\+?{_DECIMAL}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_DECIMAL}))?$"
+_QUANTITY_RE = re.compile(QUANTITY_PATTERN)
+
+
+def _check_quantity(value: int | str) -> int | str:
+    if (isinstance(value, str) and not _QUANTITY_RE.fullmatch(value)) or (
+        isinstance(value, int) and value < 0
+    ):
+        raise ValueError(
+            f"{value!r} is not a resource quantity: a non-negative number with an optional suffix, "
+            "e.g. 500m, 2, 512Mi, 1.5Gi"
+        )
+    return value
+
+
+# The API server refuses what the operator refuses (the pattern for strings, minimum for integers), so a
+# bad quantity is caught at admission, naming the field, instead of when the Deployment is written.
+Quantity = Annotated[
+    int | str,
+    AfterValidator(_check_quantity),
+    WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN, "minimum": 0}),
+]
 
 
 class ResourceClaim(TypedDict):
