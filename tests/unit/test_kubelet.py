@@ -70,3 +70,14 @@ def test_a_crash_looping_container_reports_its_restarts_and_last_exit() -> None:
     assert not container["ready"]
     first = pod_status(pod(), "crashloop", "127.1.0.7", "127.0.0.1", STARTED, 0, STARTED)
     assert "lastState" not in first["containerStatuses"][0]  # it has not exited yet
+
+
+def test_a_run_to_completion_pod_succeeds_or_fails_under_a_crashloop() -> None:
+    hook = pod()
+    hook["spec"]["restartPolicy"] = "Never"
+    done = pod_status(hook, "ok", "127.1.0.7", "127.0.0.1", STARTED, 0, STARTED)
+    assert done["phase"] == "Succeeded"
+    assert done["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    failed = pod_status(hook, "crashloop", "127.1.0.7", "127.0.0.1", STARTED, 0, STARTED)
+    assert failed["phase"] == "Failed"
+    assert failed["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1

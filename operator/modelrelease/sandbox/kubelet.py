@@ -5,7 +5,8 @@ kubelet on the real control plane: the real kube-scheduler binds pods to the kwo
 them Running with an IP of their own from the node's loopback podCIDR (never a routable address: nothing
 listens there, and nothing must try), and removes deleted pods once they are terminating, as a kubelet does
 when their containers have stopped. The real Deployment and ReplicaSet controllers then report what follows
-(Available, ProgressDeadlineExceeded, ...).
+(Available, ProgressDeadlineExceeded, ...). A pod with `restartPolicy: Never` (a `helm test` hook, a Job's
+pod) runs to completion: its containers exit 0 and it Succeeds, or Fails under a `crashloop` fault.
 
 Faults are plain Kubernetes objects: the ConfigMap `sandbox-faults` in the pod's namespace maps the fault-key
 spelling of a model URI (the container's `MODEL_URI` env value; `models:/fraud/5` -> `models_fraud_5`, since
@@ -85,6 +86,8 @@ def pod_status(
     now: datetime,
 ) -> dict[str, Any]:
     """The complete status a kubelet would report for `pod` under `fault`."""
+    if (pod.get("spec") or {}).get("restartPolicy") == "Never":
+        return _completed(pod, fault != "crashloop", ip, host_ip, started, now)
     running = {"running": {"startedAt": _stamp(started)}}
     ready = fault == "ok"
     containers = []
@@ -129,6 +132,48 @@ def pod_status(
     return {
         "phase": "Running",
         "conditions": conditions,
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "startTime": _stamp(started),
+        "containerStatuses": containers,
+    }
+
+
+def _completed(
+    pod: Mapping[str, Any], succeeded: bool, ip: str, host_ip: str, started: datetime, now: datetime
+) -> dict[str, Any]:
+    """A run-to-completion pod whose containers have exited: 0 when `succeeded`, else 1."""
+    exit_code = 0 if succeeded else 1
+    terminated = {
+        "exitCode": exit_code,
+        "reason": "Completed" if succeeded else "Error",
+        "startedAt": _stamp(started),
+        "finishedAt": _stamp(now),
+    }
+    containers = [
+        {
+            "name": container["name"],
+            "image": container.get("image", ""),
+            "imageID": "",
+            "containerID": f"sandbox://{pod['metadata']['uid']}/{container['name']}",
+            "ready": False,
+            "started": False,
+            "restartCount": 0,
+            "state": {"terminated": terminated},
+        }
+        for container in (pod.get("spec") or {}).get("containers") or []
+    ]
+    done = {"status": "False", "reason": "PodCompleted", "lastTransitionTime": _stamp(now)}
+    return {
+        "phase": "Succeeded" if succeeded else "Failed",
+        "conditions": [
+            {"type": "Initialized", "status": "True", "lastTransitionTime": _stamp(started)},
+            {"type": "Ready", **done},
+            {"type": "ContainersReady", **done},
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": _stamp(started)},
+        ],
         "hostIP": host_ip,
         "hostIPs": [{"ip": host_ip}],
         "podIP": ip,
@@ -228,12 +273,16 @@ class PodRunner:
             ip = status.get("podIP") or self._free_ip()
             running = _Running(namespace, name, self._fault(namespace, pod), ip, now)
             self.pods[uid] = running
-        if status.get("podIP") and status.get("phase") == "Running":  # reported before a restart of ours
+        if status.get("podIP") and status.get("phase") in (
+            "Running",
+            "Succeeded",
+            "Failed",
+        ):  # reported already
             counts = [c.get("restartCount", 0) for c in status.get("containerStatuses") or []]
             running.restarts = max(counts, default=0)
         else:
             self._report(uid, pod, running)
-        if running.fault == "crashloop":
+        if running.fault == "crashloop" and (pod.get("spec") or {}).get("restartPolicy") != "Never":
             self._schedule_crash(uid, running.restarts)
 
     def _fault(self, namespace: str, pod: Mapping[str, Any]) -> Fault:
