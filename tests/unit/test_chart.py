@@ -141,7 +141,13 @@ def test_every_namespaced_object_lands_in_the_release_or_a_watched_namespace(
 ) -> None:
     name, objects = scenario
     allowed = {NAMESPACE, *SCENARIOS[name].get("watchNamespaces", [])}
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+    cluster_scoped = {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
     for obj in objects:
         namespace = obj["metadata"].get("namespace")
         assert (namespace is None) == (obj["kind"] in cluster_scoped), obj["metadata"]
@@ -453,3 +459,15 @@ def test_every_value_is_documented() -> None:
         else:
             documented.append((indent, has_comment))
     assert not undocumented, f"values without a comment: {undocumented}"
+
+
+def test_the_spec_guard_names_the_operators_service_account(helm: str, tmp_path: Path) -> None:
+    objects = render(helm, tmp_path)
+    account = one(objects, "ServiceAccount")["metadata"]
+    policy = one(objects, "ValidatingAdmissionPolicy")
+    (condition,) = policy["spec"]["matchConditions"]
+    assert f'"system:serviceaccount:{account["namespace"]}:{account["name"]}"' in condition["expression"]
+    assert policy["spec"]["validations"][0]["expression"] == "object.spec == oldObject.spec"
+    binding = one(objects, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    assert not by_kind(render(helm, tmp_path, {"rbac": {"create": False}}), "ValidatingAdmissionPolicy")
