@@ -1,5 +1,11 @@
-"""Install paths against the sandbox API server with the real binaries: `helm install|upgrade|uninstall`
-and `kubectl apply -k manifests/`."""
+"""Install paths against the sandbox's real kube-apiserver with the real binaries: `helm install|upgrade|
+uninstall --wait` and `helm test` into a namespace that enforces the restricted Pod Security Standard,
+`kubectl apply --server-side -k manifests/`, and the chart's RBAC enforced for real: the operator run with its
+ServiceAccount's token does a whole release, and cannot read Secrets cluster-wide or write a spec.
+
+Pods do not run here (kwok and the sandbox's pod runner report them): the operator's own pod from the chart
+and the `helm test` hook pod are admitted, scheduled and reported Running or Succeeded, not executed; the
+hook's script is run below as a local process instead."""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import Operator
+from helpers import Cluster, Models, Operator, eventually, model_name, ready_on, release_spec
 
 from modelrelease.sandbox.stack import SandboxInfo
 
@@ -63,17 +69,34 @@ def exists(run_kubectl: Kubectl, sandbox: SandboxInfo, *args: str) -> bool:
     return result.returncode == 0
 
 
+def restricted_namespace(run_kubectl: Kubectl, sandbox: SandboxInfo, name: str) -> None:
+    """A namespace whose pods the API server's PodSecurity admission holds to the restricted standard."""
+    if not exists(run_kubectl, sandbox, "namespace", name):
+        created = run_kubectl(sandbox, "create", "namespace", name)
+        assert created.returncode == 0, created.stderr
+    labelled = run_kubectl(
+        sandbox, "label", "--overwrite", "namespace", name, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    assert labelled.returncode == 0, labelled.stderr
+
+
 def test_helm_install_upgrade_uninstall(
     sandbox_helm: Callable[..., subprocess.CompletedProcess[str]], sandbox: SandboxInfo, run_kubectl: Kubectl
 ) -> None:
+    restricted_namespace(run_kubectl, sandbox, NAMESPACE)
     # Another test may have applied the CRD from crds/ already: the chart adopts it instead of failing.
     installed = sandbox_helm(
-        "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace", "--take-ownership",
+        "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--take-ownership",
         "--wait", "--timeout", "90s",
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
     status = json.loads(sandbox_helm("status", RELEASE, "--namespace", NAMESPACE, "--output", "json").stdout)
     assert status["info"]["status"] == "deployed"
+    # The hook pod passes the restricted admission and completes; helm waits for it and deletes it.
+    tested = sandbox_helm("test", RELEASE, "--namespace", NAMESPACE, "--timeout", "60s")
+    assert tested.returncode == 0, tested.stderr
+    assert "Phase:          Succeeded" in tested.stdout, tested.stdout
+    assert not exists(run_kubectl, sandbox, "pod", f"{FULLNAME}-test", "-n", NAMESPACE)
 
     crd = get_json(run_kubectl, sandbox, "crd", CRD_NAME)
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -135,13 +158,12 @@ def test_values_schema_is_enforced_on_install(
 
 
 def test_kubectl_apply_kustomize_base(sandbox: SandboxInfo, run_kubectl: Kubectl) -> None:
-    applied = run_kubectl(sandbox, "apply", "-k", str(ROOT / "manifests"))
+    apply = ("apply", "--server-side", "--field-manager", "kubectl-test", "-k", str(ROOT / "manifests"))
+    applied = run_kubectl(sandbox, *apply)
     assert applied.returncode == 0, applied.stderr
     expected = [doc for path in ("operator.yaml", "namespace.yaml") for doc in
                 yaml.safe_load_all((ROOT / "manifests" / path).read_text()) if doc]  # fmt: skip
-    for obj in expected:
-        namespace = obj["metadata"].get("namespace")
-        args = [obj["kind"].lower(), obj["metadata"]["name"], *(["-n", namespace] if namespace else [])]
+    for obj, args in zip(expected, applied_objects(expected), strict=True):
         live = get_json(run_kubectl, sandbox, *args)
         # The server may add labels of its own (kubernetes.io/metadata.name on a Namespace).
         assert obj["metadata"]["labels"].items() <= live["metadata"]["labels"].items(), args
@@ -152,11 +174,14 @@ def test_kubectl_apply_kustomize_base(sandbox: SandboxInfo, run_kubectl: Kubectl
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
 
-    # A second apply changes nothing: the base is stable under the server's defaulting.
-    again = run_kubectl(sandbox, "apply", "-k", str(ROOT / "manifests"))
+    # A second apply changes nothing: the base is stable under the server's defaulting (no object's
+    # resourceVersion moves).
+    versions = {tuple(args): get_json(run_kubectl, sandbox, *args)["metadata"]["resourceVersion"]
+                for args in applied_objects(expected)}  # fmt: skip
+    again = run_kubectl(sandbox, *apply)
     assert again.returncode == 0, again.stderr
-    changed = [line for line in again.stdout.splitlines() if not line.endswith(" unchanged")]
-    assert not changed, again.stdout
+    for args, version in versions.items():
+        assert get_json(run_kubectl, sandbox, *args)["metadata"]["resourceVersion"] == version, args
 
     # Remove the operator again but keep the CRD: other tests share this API server and its ModelReleases.
     deleted = run_kubectl(sandbox, "delete", "-f", str(ROOT / "manifests" / "operator.yaml"), "--wait=true")
@@ -164,6 +189,17 @@ def test_kubectl_apply_kustomize_base(sandbox: SandboxInfo, run_kubectl: Kubectl
     assert not exists(
         run_kubectl, sandbox, "deployment", "modelrelease-operator", "-n", "modelrelease-system"
     )
+
+
+def applied_objects(objects: list[dict[str, Any]]) -> list[list[str]]:
+    """`kubectl get` arguments naming each object."""
+    named = []
+    for obj in objects:
+        namespace = obj["metadata"].get("namespace")
+        named.append(
+            [obj["kind"].lower(), obj["metadata"]["name"], *(["-n", namespace] if namespace else [])]
+        )
+    return named
 
 
 def hook_pod(sandbox_helm: Callable[..., subprocess.CompletedProcess[str]]) -> dict[str, Any]:
@@ -204,3 +240,89 @@ def test_helm_test_hook_fails_when_the_operator_does_not_answer(
     result = run_hook_script(hook_pod(sandbox_helm), sandbox, url, "1")
     assert result.returncode != 0
     assert f"operator does not answer at {url}" in result.stderr
+
+
+RBAC_RELEASE = "mr-rbac"
+RBAC_NAMESPACE = "mr-rbac"
+RBAC_SERVICE_ACCOUNT = f"{RBAC_RELEASE}-modelrelease-operator"
+
+
+def service_account_kubeconfig(sandbox: SandboxInfo, run_kubectl: Kubectl, path: Path) -> Path:
+    """A kubeconfig that authenticates as the chart's ServiceAccount with a token the API server issued."""
+    token = run_kubectl(
+        sandbox, "create", "token", RBAC_SERVICE_ACCOUNT, "-n", RBAC_NAMESPACE, "--duration=1h"
+    )
+    assert token.returncode == 0, token.stderr
+    admin = json.loads(sandbox.kubeconfig.read_text())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": "operator", "user": {"token": token.stdout.strip()}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "sandbox", "user": "operator"}}],
+        "current-context": "operator",
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_the_charts_rbac_lets_the_operator_do_its_whole_job_and_no_more(
+    sandbox_helm: Callable[..., subprocess.CompletedProcess[str]],
+    sandbox: SandboxInfo,
+    run_kubectl: Kubectl,
+    cluster: Cluster,
+    models: Models,
+    operator: Operator,
+    ns: str,
+    tmp_path: Path,
+) -> None:
+    restricted_namespace(run_kubectl, sandbox, RBAC_NAMESPACE)
+    installed = sandbox_helm(
+        "install", RBAC_RELEASE, str(CHART), "--namespace", RBAC_NAMESPACE, "--set", "crds.install=false",
+        "--wait", "--timeout", "90s",
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    kubeconfig = service_account_kubeconfig(sandbox, run_kubectl, tmp_path / "operator.kubeconfig")
+
+    def can(*args: str) -> str:
+        answer = run_kubectl(sandbox, "--kubeconfig", str(kubeconfig), "auth", "can-i", *args)
+        return answer.stdout.strip()
+
+    assert can("list", "secrets", "--all-namespaces") == "no"
+    assert can("watch", "secrets", "-n", ns) == "no"
+    assert can("get", "secrets", "-n", ns) == "yes"  # one named credentials Secret at a time
+    assert can("delete", "modelreleases", "-n", ns) == "no"
+    assert can("patch", "deployments", "-n", ns) == "yes"
+
+    model = model_name("rbac")
+    version = models.register(model)
+    models.move_alias(model, version)
+    # The session's operator (cluster-admin) steps aside; the one with the chart's token does the release.
+    operator.stop()
+    restricted = Operator(
+        sandbox, sandbox.dir / "logs" / "operator-rbac.log", extra_env={"KUBECONFIG": str(kubeconfig)}
+    )
+    restricted.start()
+    try:
+        cluster.apply_release(ns, "fraud", release_spec(model))
+        eventually(
+            "the release served by the restricted operator",
+            lambda: ready_on(cluster, ns, "fraud", model, version),
+        )
+        # Writing a spec is refused by the chart's admission policy, even though RBAC allows the patch.
+        refused = run_kubectl(
+            sandbox, "--kubeconfig", str(kubeconfig), "-n", ns, "patch", "modelrelease", "fraud",
+            "--type=merge", "-p", '{"spec":{"model":{"version":"1","alias":null}}}',
+        )  # fmt: skip
+        assert refused.returncode != 0
+        assert "the modelrelease operator never writes a ModelRelease's spec" in refused.stderr
+        annotated = run_kubectl(
+            sandbox, "--kubeconfig", str(kubeconfig), "-n", ns, "annotate", "modelrelease", "fraud", "probe=1"
+        )
+        assert annotated.returncode == 0, annotated.stderr  # metadata stays writable
+    finally:
+        restricted.stop()
+        operator.start()
+        sandbox_helm("uninstall", RBAC_RELEASE, "--namespace", RBAC_NAMESPACE, "--wait", "--timeout", "90s")
+    log = restricted.log.read_text()
+    assert "Forbidden" not in log and " 403" not in log, "the restricted operator was refused something"
