@@ -1,7 +1,9 @@
 """The MLflow backend against a real MLflow server whose artifacts are proxied to a real S3 API (moto).
 
 Models are real scikit-learn models trained on iris and logged with mlflow.sklearn; requests are
-counted independently of the backend by a small reverse proxy in front of the tracking server.
+counted independently of the backend by a small reverse proxy in front of the tracking server. Failure
+modes that need no MLflow (a dead, hung or garbling server, the retry bound) are unit tests
+(tests/unit/test_registry_mlflow.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import hashlib
 import ipaddress
 import os
 import ssl
-import time
 import tracemalloc
 import uuid
 from collections import Counter
@@ -27,7 +28,6 @@ import aiohttp
 import boto3
 import pytest
 from aiohttp import web
-from helpers import free_port
 
 from modelrelease.api.models import ModelRef, ModelReleaseSpec, parse_model_uri
 from modelrelease.registry.base import (
@@ -312,44 +312,6 @@ async def test_alias_move_is_seen_after_the_ttl_or_an_invalidation(sandbox: Sand
 # ------------------------------------------------------------------------ failure modes
 
 
-async def test_registry_down_is_reported_quickly_without_credentials() -> None:
-    target = RegistryTarget(f"http://admin:pw-in-url@127.0.0.1:{free_port()}", password="s3cret")
-    started = time.monotonic()
-    async with MlflowRegistry(target) as registry:
-        with pytest.raises(RegistryUnavailable) as error:
-            await registry.resolve(ModelRef(name="fraud", alias="champion"))
-    elapsed = time.monotonic() - started
-    assert elapsed < 5.0, f"took {elapsed:.1f}s"
-    message = str(error.value)
-    assert error.value.reason == "RegistryUnavailable" and "\n" not in message
-    assert "s3cret" not in message and "pw-in-url" not in message and "admin" not in message
-    assert "s3cret" not in repr(target)
-
-
-async def test_hung_registry_times_out_within_the_policy() -> None:
-    release = asyncio.Event()
-
-    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await release.wait()
-        writer.close()
-
-    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    policy = HttpPolicy(request_timeout=0.5, max_attempts=2, backoff_base=0.1)
-    started = time.monotonic()
-    try:
-        async with MlflowRegistries(policy=policy) as registries:
-            with pytest.raises(RegistryUnavailable, match="timed out after 2 attempts"):
-                await registries.get(RegistryTarget(f"http://127.0.0.1:{port}")).get_version("fraud", "1")
-    finally:
-        release.set()
-        server.close()
-        await server.wait_closed()
-    elapsed = time.monotonic() - started
-    assert policy.worst_case_seconds == pytest.approx(1.1)
-    assert 1.0 <= elapsed < policy.worst_case_seconds + 1.0, f"took {elapsed:.2f}s"
-
-
 async def test_transient_answers_are_retried_and_client_errors_are_not(
     sandbox: SandboxInfo, iris: Iris
 ) -> None:
@@ -424,17 +386,20 @@ def self_signed_tls(directory: Path) -> ssl.SSLContext:
 
 async def test_tls_is_verified_by_default(sandbox: SandboxInfo, iris: Iris, tmp_path: Path) -> None:
     ref = ModelRef(name=iris.name, alias="champion")
+    waits: list[float] = []
+
+    async def recorded(seconds: float) -> None:
+        waits.append(seconds)
+
     async with counting_proxy(sandbox.mlflow_url, tls=self_signed_tls(tmp_path)) as proxy:
-        started = time.monotonic()
-        async with MlflowRegistry(RegistryTarget(proxy.url)) as registry:
+        async with MlflowRegistries(sleep=recorded) as registries:
             with pytest.raises(RegistryError) as refused:
-                await registry.resolve(ref)
-        elapsed = time.monotonic() - started
+                await registries.get(RegistryTarget(proxy.url)).resolve(ref)
         assert proxy.total == 0  # the handshake failed: no request reached the server
         async with MlflowRegistry(RegistryTarget(proxy.url, verify_tls=False)) as registry:
             assert (await registry.resolve(ref)).version == "1"
     assert refused.value.reason == "RegistryTLSError" and not isinstance(refused.value, RegistryUnavailable)
-    assert elapsed < 2.0, f"a certificate error must not be retried (took {elapsed:.1f}s)"
+    assert waits == [], "a certificate error must not be retried"
 
 
 # ------------------------------------------------------------------------------- metrics

@@ -5,8 +5,12 @@ blocking MLflow client, so nothing here stalls the event loop. Every request has
 and bounded retries with exponential backoff, on transient failures only (connection errors,
 timeouts, HTTP 429 and 5xx); see :class:`HttpPolicy` for the numbers. MLflow's own client would wait
 about 244 s before giving up on a dead server (7 retries, backoff factor 2, 120 s timeouts); with the
-defaults below a dead server is reported within about 1.5 s and a hung one after at most
-:attr:`HttpPolicy.worst_case_seconds` (31.5 s).
+defaults below a dead server is reported within about 1.5 s, and no call takes longer than
+:attr:`HttpPolicy.worst_case_seconds`, the one bound the README quotes.
+
+Answers are parsed defensively: a body MLflow would not send (a proxy's JSON, a truncated answer, odd
+artifact paths) is a :class:`RegistryError` with reason ``UnexpectedRegistryAnswer`` or
+``InvalidArtifactPath``, never a ``KeyError`` escaping a reconcile pass.
 
 Artifacts are read where the version's download URI points: through the tracking server's artifact
 proxy (``mlflow-artifacts:`` locations, ``/api/2.0/mlflow-artifacts/artifacts/...``, same credentials
@@ -23,22 +27,24 @@ and bounded LRU caches of per-file digests and input schemas per (target, model,
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
+import math
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property, partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 import yaml
 
 from modelrelease import __version__
-from modelrelease.api.models import ModelRef
+from modelrelease.api.models import MODEL_NAME_PATTERN, VERSION_PATTERN, ModelRef
 from modelrelease.registry.base import (
     READY,
     ModelNotFound,
@@ -53,7 +59,7 @@ from modelrelease.registry.cache import (
     ResolutionKey,
     VersionFactsCache,
 )
-from modelrelease.registry.digest import CHUNK_SIZE, SIGNATURE_FILE, hashed, manifest_digest
+from modelrelease.registry.digest import CHUNK_SIZE, SIGNATURE_FILE, hashed, manifest, manifest_digest
 
 __all__ = ["HttpPolicy", "MlflowApiError", "MlflowRegistries", "MlflowRegistry", "ResolutionCache"]
 
@@ -74,6 +80,10 @@ BACKOFF_MAX_S = 4.0
 
 MLMODEL_MAX_BYTES = 1 << 20
 """An MLmodel file larger than this is refused rather than read."""
+MAX_ARTIFACT_ENTRIES = 10_000
+"""Files and directories listed per artifact tree before the tree is refused (a listing that never ends)."""
+MAX_ARTIFACT_DEPTH = 32
+"""Directory nesting allowed in an artifact tree."""
 SIGNATURE_MAX_BYTES = 16 << 20
 """A model.sig larger than this is refused rather than read (it lists every file: ~200 bytes each)."""
 
@@ -81,6 +91,9 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _API = "/api/2.0/mlflow"
 _ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts"
 _LOGGED_MODEL_SOURCE = re.compile(r"^models:/(?P<id>m-[0-9a-f]+)$")
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+_VERSION = re.compile(VERSION_PATTERN)
+_RUN_ID_MAX = 256
 
 
 @dataclass(frozen=True)
@@ -95,7 +108,8 @@ class HttpPolicy:
     backoff_max: float = BACKOFF_MAX_S
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        """Seconds to wait after failed attempt number ``attempt`` (1-based); a server's Retry-After is
+        honoured up to ``backoff_max``."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.backoff_max)
         ceiling = min(self.backoff_base * 2 ** (attempt - 1), self.backoff_max)
@@ -103,12 +117,16 @@ class HttpPolicy:
 
     @property
     def worst_case_seconds(self) -> float:
-        """Upper bound on one API call, all attempts and waits included."""
-        waits = sum(min(self.backoff_base * 2**i, self.backoff_max) for i in range(self.max_attempts - 1))
-        return self.max_attempts * self.request_timeout + waits
+        """Upper bound on one API call, all attempts and waits included: every attempt may run into its
+        timeout, and a server answering 429/5xx with Retry-After can stretch every wait to backoff_max."""
+        return self.max_attempts * self.request_timeout + (self.max_attempts - 1) * self.backoff_max
 
 
 V = TypeVar("V")
+P = ParamSpec("P")
+
+Sleep = Callable[[float], Awaitable[None]]
+"""How the retry loop waits between attempts (``asyncio.sleep``; tests record the waits instead)."""
 
 RequestObserver = Callable[[str, str, float], None]
 """Called after every HTTP attempt with (operation, outcome, seconds): operation like
@@ -142,14 +160,19 @@ class _Retryable(Exception):
 
 def _retry_after(value: str | None) -> float | None:
     try:
-        return float(value) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None  # an HTTP date: use our own backoff
+    return seconds if seconds is not None and math.isfinite(seconds) else None
 
 
 def _endpoint(target: RegistryTarget) -> tuple[str, dict[str, str]]:
     """(base URL without credentials, auth headers) for a target; credentials in the URL are honoured."""
-    parts = urlsplit(target.tracking_uri.strip())
+    try:
+        parts = urlsplit(target.tracking_uri.strip())
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError as exc:
+        raise RegistryError(f"tracking URI is not a valid URL: {exc}", reason="InvalidTrackingUri") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RegistryError("tracking URI must be an http(s) URL", reason="UnsupportedTrackingUri")
     base = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path.rstrip('/')}"
@@ -271,23 +294,27 @@ class _Api:
                     f"TLS handshake with registry {self.base} failed: {_describe(exc)}",
                     reason="RegistryTLSError",
                 ) from None
+            except aiohttp.InvalidURL as exc:
+                raise RegistryError(
+                    f"registry URL {self.base} is not valid: {_describe(exc)}", reason="InvalidTrackingUri"
+                ) from None
             except _Retryable as exc:
                 self._observe(operation, str(exc), started)
                 detail, retry_after = str(exc), exc.retry_after
             except TimeoutError as exc:
                 self._observe(operation, "timeout", started)
                 detail = _describe(exc)
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                self._observe(operation, "connection-error", started)
-                detail = _describe(exc)
             except MlflowApiError as exc:
                 self._observe(operation, f"HTTP {exc.status}", started)
                 raise
+            except aiohttp.ClientError as exc:  # connection errors, broken payloads, unparseable answers
+                self._observe(operation, "connection-error", started)
+                detail = _describe(exc)
             else:
                 self._observe(operation, "ok", started)
                 return result
             if number < policy.max_attempts:
-                await asyncio.sleep(policy.backoff(number, retry_after))
+                await self._hub.sleep(policy.backoff(number, retry_after))
         raise RegistryUnavailable(
             f"registry {self.base} unavailable ({operation}): {detail} after {policy.max_attempts} attempts"
         )
@@ -305,7 +332,7 @@ class _Api:
     async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:
         try:
             data = json.loads(await response.read() or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             return {}
         return data if isinstance(data, dict) else {}
 
@@ -353,32 +380,41 @@ class _ProxiedTree:
     used, so the registry credentials are never sent elsewhere.
     """
 
-    def __init__(self, api: _Api, location: str) -> None:
+    def __init__(self, api: _Api, location: str, max_entries: int) -> None:
         self.location = location
         self._api = api
         self._root = urlsplit(location).path.strip("/")
+        self._max_entries = max_entries
 
     def _url(self, path: str) -> str:
         return f"{_ARTIFACTS_API}/{quote(f'{self._root}/{path}')}"
 
-    async def _list(self, directory: str) -> list[dict[str, Any]]:
+    async def _list(self, directory: str) -> list[tuple[str, bool]]:
         listing = await self._api.get(_ARTIFACTS_API, {"path": f"{self._root}/{directory}".rstrip("/")})
-        return list(listing.get("files", []))
+        return _listing(listing, self.location)
 
     async def files(self) -> list[str]:
         found: list[str] = []
         pending = [""]
+        seen = 0
         while pending:
             directory = pending.pop()
-            for info in await self._list(directory):
-                path = f"{directory}/{info['path']}".lstrip("/")
-                (pending if info.get("is_dir") else found).append(path)
+            for name, is_dir in await self._list(directory):
+                path = f"{directory}/{name}".lstrip("/")
+                seen += 1
+                if seen > self._max_entries or (is_dir and path.count("/") >= MAX_ARTIFACT_DEPTH):
+                    raise RegistryError(
+                        f"artifact tree at {self.location} has more than {self._max_entries} entries "
+                        f"or is nested deeper than {MAX_ARTIFACT_DEPTH} directories",
+                        reason="ArtifactTreeTooLarge",
+                    )
+                (pending if is_dir else found).append(path)
         return found
 
     async def exists(self, path: str) -> bool:
         # The proxy answers 500, not 404, for a missing file: look in the listing instead.
         directory, _, name = path.rpartition("/")
-        return any(info["path"] == name and not info.get("is_dir") for info in await self._list(directory))
+        return (name, False) in await self._list(directory)
 
     async def sha256(self, path: str) -> str:
         return await self._api.sha256(self._url(path))
@@ -390,35 +426,112 @@ class _ProxiedTree:
 # ------------------------------------------------------------------------------ registry
 
 
+class _Unexpected(Exception):
+    """A registry answer of a shape MLflow does not send (raised inside the parsers below)."""
+
+
+def _answer(what: str) -> Callable[[Callable[P, V]], Callable[P, V]]:
+    """Parsers of registry answers raise RegistryError(UnexpectedRegistryAnswer), never the KeyError,
+    TypeError or ValueError that a body of another shape (a proxy's JSON, another API) would cause."""
+
+    def wrap(parse: Callable[P, V]) -> Callable[P, V]:
+        @functools.wraps(parse)
+        def parsed(*args: P.args, **kwargs: P.kwargs) -> V:
+            try:
+                return parse(*args, **kwargs)
+            except (_Unexpected, LookupError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+                detail = f": {exc}" if isinstance(exc, _Unexpected) else f" ({type(exc).__name__})"
+                raise RegistryError(
+                    f"the registry answered {what} in a shape MLflow does not send{detail}",
+                    reason="UnexpectedRegistryAnswer",
+                ) from None
+
+        return parsed
+
+    return wrap
+
+
+def _list_of(items: Any) -> list[Any]:
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise _Unexpected(f"expected a list, got {type(items).__name__}")
+    return items
+
+
 def _tags(items: Any) -> dict[str, str]:
-    return {str(t["key"]): str(t.get("value", "")) for t in items or []}
+    return {str(t["key"]): str(t.get("value", "")) for t in _list_of(items)}
 
 
-def _model_version(data: Mapping[str, Any]) -> ModelVersion:
+@_answer("a model version")
+def _model_version(data: Any) -> ModelVersion:
     # MLflow 3's REST answer omits model_id; a version made from a logged model has source models:/m-<id>.
+    name, version, run_id = data["name"], str(data["version"]), data.get("run_id") or None
+    if not isinstance(name, str) or len(name) > 256 or not _MODEL_NAME.match(name):
+        raise _Unexpected(f"model name {str(name)[:80]!r}")
+    if not _VERSION.match(version):
+        raise _Unexpected(f"version {version[:80]!r} is not a version number")
+    if run_id is not None and (not isinstance(run_id, str) or len(run_id) > _RUN_ID_MAX):
+        raise _Unexpected("run_id is not a run id")
     source = str(data.get("source") or "")
     logged = _LOGGED_MODEL_SOURCE.match(source)
     return ModelVersion(
-        name=str(data["name"]),
-        version=str(data["version"]),
+        name=name,
+        version=version,
         status=str(data.get("status") or "UNKNOWN"),
-        run_id=str(data.get("run_id") or "") or None,
+        run_id=run_id,
         source=source,
         tags=_tags(data.get("tags")),
-        aliases=tuple(str(a) for a in data.get("aliases", [])),
+        aliases=tuple(str(a) for a in _list_of(data.get("aliases"))),
         model_id=str(data.get("model_id") or "") or (logged["id"] if logged else None),
     )
 
 
+@_answer("a model version lookup")
+def _version_answer(data: Mapping[str, Any]) -> ModelVersion:
+    return _model_version(data["model_version"])
+
+
+@_answer("the latest versions of a stage")
+def _stage_versions(data: Mapping[str, Any], stage: str) -> list[ModelVersion]:
+    return [
+        _model_version(v)
+        for v in _list_of(data.get("model_versions"))
+        if str(v.get("current_stage", "")).lower() == stage.lower()
+    ]
+
+
+@_answer("metrics")
 def _latest_metrics(items: Any) -> dict[str, float]:
     """``key → value`` keeping, per key, the entry with the newest (timestamp, step)."""
     newest: dict[str, tuple[int, int, float]] = {}
-    for item in items or []:
+    for item in _list_of(items):
         stamp = (int(item.get("timestamp", 0)), int(item.get("step", 0)), float(item["value"]))
         key = str(item["key"])
         if key not in newest or stamp[:2] >= newest[key][:2]:
             newest[key] = stamp
     return {key: value for key, (_t, _s, value) in newest.items()}
+
+
+@_answer("a run or logged model")
+def _entity_metrics(data: Mapping[str, Any], entity: str) -> dict[str, float]:
+    """The metrics of ``{entity: {data: {metrics: [...]}}}`` (a run, or an MLflow 3 logged model)."""
+    return _latest_metrics((data.get(entity) or {}).get("data", {}).get("metrics"))
+
+
+@_answer("an artifact listing")
+def _listing(data: Mapping[str, Any], location: str) -> list[tuple[str, bool]]:
+    """(name, is_dir) per entry of one directory; a name that is not one plain path segment is refused."""
+    entries = []
+    for info in _list_of(data.get("files")):
+        name = info["path"]
+        if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\n\r"):
+            raise RegistryError(
+                f"artifact listing of {location} holds the path {str(name)[:80]!r}",
+                reason="InvalidArtifactPath",
+            )
+        entries.append((name, bool(info.get("is_dir"))))
+    return entries
 
 
 class MlflowRegistries:
@@ -435,8 +548,12 @@ class MlflowRegistries:
         cache: ResolutionCache | None = None,
         facts_cache_size: int = VERSION_FACTS_CACHE_SIZE,
         observer: RequestObserver | None = None,
+        sleep: Sleep = asyncio.sleep,
+        max_artifact_entries: int = MAX_ARTIFACT_ENTRIES,
     ) -> None:
         self.policy = policy or HttpPolicy()
+        self.sleep = sleep
+        self.max_artifact_entries = max_artifact_entries
         self.cache = cache if cache is not None else ResolutionCache()
         self.entries: VersionFactsCache[tuple[tuple[str, str], ...]] = VersionFactsCache(facts_cache_size)
         self.schemas: VersionFactsCache[list[dict[str, Any]] | None] = VersionFactsCache(facts_cache_size)
@@ -524,7 +641,7 @@ class MlflowRegistry:
                 raise
             await self._require_model(name)
             raise ModelNotFound(f"model {name} has no version {version}", reason="VersionNotFound") from None
-        return _model_version(data["model_version"])
+        return _version_answer(data)
 
     async def _fetch_alias(self, name: str, alias: str) -> ModelVersion:
         try:
@@ -536,7 +653,7 @@ class MlflowRegistry:
             if exc.status == 404:
                 raise ModelNotFound(f"registered model {name} not found") from None
             raise
-        return _model_version(data["model_version"])
+        return _version_answer(data)
 
     async def _fetch_stage(self, name: str, stage: str) -> ModelVersion:
         try:
@@ -547,11 +664,7 @@ class MlflowRegistry:
             if exc.status == 404:
                 raise ModelNotFound(f"registered model {name} not found") from None
             raise
-        versions = [
-            _model_version(v)
-            for v in data.get("model_versions", [])
-            if str(v.get("current_stage", "")).lower() == stage.lower()
-        ]
+        versions = _stage_versions(data, stage)
         if not versions:
             raise ModelNotFound(f"model {name} has no version in stage {stage}", reason="StageNotFound")
         return max(versions, key=lambda mv: int(mv.version))
@@ -573,7 +686,7 @@ class MlflowRegistry:
             if exc.status == 404:
                 raise RegistryError(f"run {run_id} not found", reason="RunNotFound") from None
             raise
-        return _latest_metrics(data.get("run", {}).get("data", {}).get("metrics"))
+        return _entity_metrics(data, "run")
 
     async def version_metrics(self, mv: ModelVersion) -> dict[str, float]:
         metrics = await self.run_metrics(mv.run_id) if mv.run_id else {}
@@ -584,7 +697,7 @@ class MlflowRegistry:
                 if exc.status != 404:  # 404: no logged model (or a server older than MLflow 3)
                     raise
             else:
-                metrics.update(_latest_metrics(data.get("model", {}).get("data", {}).get("metrics")))
+                metrics.update(_entity_metrics(data, "model"))
         return metrics
 
     # -- artifacts
@@ -597,9 +710,12 @@ class MlflowRegistry:
 
     async def _tree(self, mv: ModelVersion) -> _ArtifactTree:
         location = await self.artifact_location(mv)
-        scheme = urlsplit(location).scheme
+        try:
+            scheme = urlsplit(location).scheme
+        except ValueError:
+            scheme = ""  # refused below
         if scheme == "mlflow-artifacts":
-            return _ProxiedTree(self._api, location)
+            return _ProxiedTree(self._api, location, self._shared.max_artifact_entries)
         if scheme == "s3":
             from modelrelease.registry.s3 import S3Tree
 
@@ -623,6 +739,11 @@ class MlflowRegistry:
         files = [path for path in await tree.files() if hashed(path)]
         if not files:
             raise RegistryError(f"no artifact files at {tree.location}", reason="ArtifactNotFound")
+        try:  # before any download: a path the manifest cannot hold ('..', empty segments, duplicates)
+            manifest((path, "") for path in files)
+        except ValueError as exc:
+            message = f"artifacts at {tree.location}: {exc}"
+            raise RegistryError(message, reason="InvalidArtifactPath") from None
         return tuple([(path, await tree.sha256(path)) for path in files])
 
     async def artifact_digest(self, mv: ModelVersion) -> str:
@@ -643,14 +764,16 @@ class MlflowRegistry:
             raise RegistryError(f"{mv.uri} has no MLmodel file at {tree.location}", reason="MLmodelNotFound")
         try:
             mlmodel = yaml.safe_load(await tree.read("MLmodel", MLMODEL_MAX_BYTES))
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             raise RegistryError(f"MLmodel of {mv.uri} is not valid YAML", reason="InvalidMLmodel") from None
-        inputs = (mlmodel.get("signature") or {}).get("inputs") if isinstance(mlmodel, dict) else None
+        signature = mlmodel.get("signature") if isinstance(mlmodel, dict) else None
+        inputs = signature.get("inputs") if isinstance(signature, dict) else None
         if not inputs:
             return None
         try:
-            columns = json.loads(inputs) if isinstance(inputs, str) else inputs
-        except ValueError:
+            # Through JSON either way, so the columns hold only JSON values (the schema check compares them).
+            columns = json.loads(inputs if isinstance(inputs, str) else json.dumps(inputs))
+        except (TypeError, ValueError, RecursionError):
             columns = None
         if not isinstance(columns, list) or not all(isinstance(c, dict) for c in columns):
             raise RegistryError(f"MLmodel signature inputs of {mv.uri} are not a JSON list", "InvalidMLmodel")
