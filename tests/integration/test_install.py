@@ -158,7 +158,10 @@ def test_values_schema_is_enforced_on_install(
 
 
 def test_kubectl_apply_kustomize_base(sandbox: SandboxInfo, run_kubectl: Kubectl) -> None:
-    apply = ("apply", "--server-side", "--field-manager", "kubectl-test", "-k", str(ROOT / "manifests"))
+    # The CRD may have been kept by an earlier `helm uninstall` (crds.keep): Helm owns its labels, so taking
+    # it over from kubectl needs --force-conflicts, as the README says for moving between install paths.
+    apply = ("apply", "--server-side", "--force-conflicts", "--field-manager", "kubectl-test",
+             "-k", str(ROOT / "manifests"))  # fmt: skip
     applied = run_kubectl(sandbox, *apply)
     assert applied.returncode == 0, applied.stderr
     expected = [doc for path in ("operator.yaml", "namespace.yaml") for doc in
