@@ -1,4 +1,4 @@
-"""Shared fixtures: one sandbox stack for the whole session, and kubectl pointed at it."""
+"""Shared fixtures: one sandbox stack for the whole session, kubectl pointed at it, one operator process."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from modelrelease.sandbox import stack
 from modelrelease.sandbox.binaries import locate
+from operator_process import Operator
 
 KubectlRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,3 +61,20 @@ def helm() -> str:
     if found is None:
         pytest.skip("helm is not installed: run `bash tools/install-helm.sh .tools` (make install does)")
     return found
+
+
+@pytest.fixture(scope="session")
+def operator(sandbox: stack.SandboxInfo) -> Iterator[Operator]:
+    """The real operator process (`modelrelease run`), watching every namespace of the sandbox; shared by the
+    integration and e2e tiers, so that one operator owns every release. A test that stops it restarts it."""
+    stack.install_crd(sandbox, ROOT / "crds" / "modelrelease.io_modelreleases.yaml")
+    process = Operator(
+        sandbox,
+        sandbox.dir / "logs" / "operator.log",
+        extra_env={"MODELRELEASE_ALLOWED_TRACKING_URIS": "http://127.0.0.1:"},
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()

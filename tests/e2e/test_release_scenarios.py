@@ -1,10 +1,13 @@
-"""Release scenarios on a real cluster with the chart installed: pin and serve, alias move, a metric gate
-that blocks, an unloadable version rolled back, and the operator never writing spec.
+"""Release scenarios against any cluster: pin and serve, alias move, a metric gate that blocks, an
+unloadable version rolled back, and the operator never writing spec.
 
-The suite runs when MODELRELEASE_E2E_KUBECONFIG names a kubeconfig, or when a kind cluster named
-KIND_CLUSTER_NAME (default modelrelease-e2e) exists; tests/e2e/run-kind.sh (`make e2e`) sets one up with the
-chart installed. MODELRELEASE_E2E_MLFLOW_NAMESPACE (default mlflow-e2e) holds the MLflow Service `mlflow`.
-Without a cluster every test is skipped with the reason.
+Where it runs:
+- MODELRELEASE_E2E_KUBECONFIG names a kubeconfig, or a kind cluster named KIND_CLUSTER_NAME (default
+  modelrelease-e2e) exists: that cluster, with the chart installed (tests/e2e/run-kind.sh, `make e2e`, sets
+  one up) and MLflow as the Service `mlflow` in MODELRELEASE_E2E_MLFLOW_NAMESPACE (default mlflow-e2e);
+- otherwise (as in CI): the sandbox's real control plane, with the operator as a local process and the
+  sandbox's MLflow. Pods do not run there (kwok and the sandbox's pod runner report them), so the unloadable
+  version's crash is injected with the `sandbox-faults` ConfigMap instead of happening for real.
 """
 
 from __future__ import annotations
@@ -25,21 +28,38 @@ from typing import Any
 
 import pytest
 
+from modelrelease.sandbox import binaries
+from modelrelease.sandbox.kubelet import FAULTS_CONFIGMAP, fault_key
+from modelrelease.sandbox.stack import SandboxInfo
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 OPERATOR_NAMESPACE = os.environ.get("MODELRELEASE_E2E_OPERATOR_NAMESPACE", "modelrelease-system")
 MLFLOW_NAMESPACE = os.environ.get("MODELRELEASE_E2E_MLFLOW_NAMESPACE", "mlflow-e2e")
 
 
+def _kubectl_binary() -> str:
+    try:
+        return str(binaries.locate("kubectl"))  # the one built with the control plane
+    except binaries.BinaryError:
+        return "kubectl"
+
+
+KUBECTL = _kubectl_binary()
+SANDBOX_PROGRESS_DEADLINE_S = 15  # simulated pods fail at once: no need to wait kind's 90 s
+
+
 @dataclass(frozen=True)
 class Cluster:
     kubeconfig: Path
+    sandbox_mlflow: str | None = None
+    """The sandbox's MLflow when the suite runs on the sandbox, else None (a cluster with the chart)."""
 
     def kubectl(
         self, *args: str, stdin: str | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
+            [KUBECTL, "--kubeconfig", str(self.kubeconfig), *args],
             input=stdin,
             capture_output=True,
             text=True,
@@ -67,23 +87,27 @@ def _kubeconfig(tmp: Path) -> tuple[Path | None, str]:
         return (path, "") if path.is_file() else (None, f"MODELRELEASE_E2E_KUBECONFIG={named} is not a file")
     kind = shutil.which("kind")
     if kind is None:
-        return None, "no cluster: set MODELRELEASE_E2E_KUBECONFIG, or install kind and run `make e2e`"
+        return None, ""
     name = os.environ.get("KIND_CLUSTER_NAME", "modelrelease-e2e")
     result = subprocess.run(
         [kind, "get", "kubeconfig", "--name", name], capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
-        return None, f"no kind cluster named {name}: `make e2e` creates one"
+        return None, ""
     path = tmp / "kubeconfig"
     path.write_text(result.stdout)
     return path, ""
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+def cluster(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Cluster:
     path, reason = _kubeconfig(tmp_path_factory.mktemp("e2e"))
-    if path is None:
+    if reason:
         pytest.skip(reason)
+    if path is None:  # no cluster of the user's: the sandbox, and the session's operator process
+        sandbox: SandboxInfo = request.getfixturevalue("sandbox")
+        request.getfixturevalue("operator")
+        return Cluster(sandbox.kubeconfig, sandbox_mlflow=sandbox.mlflow_url)
     found = Cluster(path)
     version = found.kubectl("version", "-o", "json", timeout=20)
     if version.returncode != 0:
@@ -100,9 +124,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
 
 @pytest.fixture(scope="session")
 def tracking_uri(cluster: Cluster) -> Iterator[str]:
-    """The in-cluster MLflow, reached through `kubectl port-forward` on a free local port."""
+    """The sandbox's MLflow, or the in-cluster one reached through `kubectl port-forward` on a local port."""
+    if cluster.sandbox_mlflow is not None:
+        yield cluster.sandbox_mlflow
+        return
     process = subprocess.Popen(
-        ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "port-forward", "-n", MLFLOW_NAMESPACE,
+        [KUBECTL, "--kubeconfig", str(cluster.kubeconfig), "port-forward", "-n", MLFLOW_NAMESPACE,
          "service/mlflow", "0:5000"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -195,7 +222,10 @@ def set_alias(tracking_uri: str, name: str, version: str) -> None:
     mlflow.MlflowClient(tracking_uri).set_registered_model_alias(name, "champion", version)
 
 
-def release(namespace: str, name: str, model: dict[str, Any], **spec: Any) -> dict[str, Any]:
+def release(
+    cluster: Cluster, namespace: str, name: str, model: dict[str, Any], **spec: Any
+) -> dict[str, Any]:
+    deadline = 90 if cluster.sandbox_mlflow is None else SANDBOX_PROGRESS_DEADLINE_S
     return {
         "apiVersion": "modelrelease.io/v1alpha1",
         "kind": "ModelRelease",
@@ -204,7 +234,7 @@ def release(namespace: str, name: str, model: dict[str, Any], **spec: Any) -> di
             "model": model,
             "registry": {"pollInterval": "5s"},
             "serving": {"replicas": 1},
-            "rollout": {"progressDeadlineSeconds": 90},
+            "rollout": {"progressDeadlineSeconds": deadline},
             **spec,
         },
     }
@@ -260,7 +290,7 @@ def test_pinned_release_serves_and_follows_the_alias(
     # Digest verification stays on (Enforce, the default): both versions carry their stamped digest.
     digests = {version: stamp(tracking_uri, model, version) for version in (first, second)}
     set_alias(tracking_uri, model, first)
-    applied = release(namespace, "fraud", {"name": model, "alias": "champion"})
+    applied = release(cluster, namespace, "fraud", {"name": model, "alias": "champion"})
     cluster.apply(applied)
 
     obj = wait_for("release Ready", lambda: ready_and_observed(cluster, namespace, "fraud"))
@@ -294,6 +324,7 @@ def test_metric_gate_blocks_and_the_previous_version_keeps_serving(
     weak = register(tracking_uri, model, f1=0.5)
     set_alias(tracking_uri, model, good)
     applied = release(
+        cluster,
         namespace,
         "gated",
         {"name": model, "alias": "champion"},
@@ -321,11 +352,21 @@ def test_unloadable_version_is_rolled_back(cluster: Cluster, namespace: str, tra
     good = register(tracking_uri, model, f1=0.9)
     broken = register(tracking_uri, model, f1=0.9, loadable=False)
     applied = release(
-        namespace, "rollback", {"name": model, "version": good}, verify={"schema": "Off", "digest": "Off"}
+        cluster,
+        namespace,
+        "rollback",
+        {"name": model, "version": good},
+        verify={"schema": "Off", "digest": "Off"},
     )
     cluster.apply(applied)
     wait_for("release Ready", lambda: ready_and_observed(cluster, namespace, "rollback"))
 
+    if cluster.sandbox_mlflow is not None:  # no pod runs the model there: its crash is injected
+        faults = cluster.kubectl(
+            "-n", namespace, "create", "configmap", FAULTS_CONFIGMAP,
+            f"--from-literal={fault_key(f'models:/{model}/{broken}')}=crashloop",
+        )  # fmt: skip
+        assert faults.returncode == 0, faults.stderr
     applied["spec"]["model"] = {"name": model, "version": broken}
     cluster.apply(applied)
 

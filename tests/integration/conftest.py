@@ -1,12 +1,12 @@
-"""Fixtures of the operator integration tests: one operator process, one model registrar, shared by
-every tests/integration/test_operator_*.py module (they share the session's sandbox too)."""
+"""Fixtures of the operator integration tests: the cluster client and one model registrar, shared by every
+tests/integration module (they share the session's sandbox and operator, tests/conftest.py, too)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from helpers import CRD, Cluster, Models, Operator
+from helpers import CRD, Cluster, Models
 
 from modelrelease.sandbox.stack import SandboxInfo, install_crd
 
@@ -37,18 +37,3 @@ def ns(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     namespace = cluster.namespace(prefix)
     yield namespace
     cluster.delete_releases(namespace)
-
-
-@pytest.fixture(scope="session")
-def operator(sandbox: SandboxInfo, cluster: Cluster) -> Iterator[Operator]:
-    """The real operator process (`modelrelease run`), watching every namespace of the sandbox."""
-    process = Operator(
-        sandbox,
-        sandbox.dir / "logs" / "operator.log",
-        extra_env={"MODELRELEASE_ALLOWED_TRACKING_URIS": "http://127.0.0.1:"},
-    )
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
