@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from modelrelease.api.reference import readme_block, reference_markdown
+from modelrelease.registry.mlflow import HttpPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -22,3 +23,8 @@ def test_ci_runs_the_test_command_the_readme_gives() -> None:
     assert commands == ["make demo", "make test"]
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert "make test" in [line.strip() for line in ci]
+
+
+def test_the_registry_retry_bound_the_readme_gives_is_the_codes() -> None:
+    bounds = re.findall(r"at most ([0-9.]+) s per call", README)
+    assert bounds == [f"{HttpPolicy().worst_case_seconds:g}"]
