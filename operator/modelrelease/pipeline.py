@@ -24,8 +24,8 @@ from pydantic import ValidationError
 
 from modelrelease import metrics
 from modelrelease.api.models import ModelReleaseSpec, ModelReleaseStatus, parse_model_uri
-from modelrelease.kube.client import Kube
-from modelrelease.reconcile import Deploy, Plan, decide
+from modelrelease.kube.client import Kube, Refused
+from modelrelease.reconcile import Deploy, Plan, decide, refused
 from modelrelease.registry.base import ModelVersion, RegistryError, RegistryTarget, RegistryUnavailable
 from modelrelease.registry.mlflow import MlflowRegistries, MlflowRegistry
 from modelrelease.render import manifests
@@ -257,7 +257,11 @@ async def _reconcile(op: Operator, state: ReleaseState, namespace: str, name: st
 
     await op.kube.write_release_status(namespace, name, body.get("status"), plan.status_json)
     if plan.deploy is not None:
-        await _carry_out(op, release, spec, generation, plan.deploy, live)
+        refusal = await _carry_out(op, release, spec, generation, plan.deploy, live)
+        if refusal is not None:  # say why in the status; the Deployment stays as it was
+            written = plan.status_json
+            plan = refused(plan, spec, generation, resolution, observed, now, refusal)
+            await op.kube.write_release_status(namespace, name, written, plan.status_json)
     elif spec.serving.managed and (plan.status.current is not None or live is not None):
         await _ensure_service(op, release, spec, generation)
     for event in plan.events:
@@ -310,13 +314,17 @@ async def _carry_out(
     generation: int,
     deploy: Deploy,
     live: dict[str, Any] | None,
-) -> None:
+) -> str | None:
+    """Write `deploy`; the API server's message when it refuses the Deployment as invalid, else None."""
     if spec.serving.target_ref is not None:
         assert live is not None  # decide() only repoints a Deployment it has observed
-        await op.kube.apply_deployment(
-            manifests.target_apply(release, spec, live, deploy.pin, deploy.release_generation)
-        )
-        return
+        try:
+            await op.kube.apply_deployment(
+                manifests.target_apply(release, spec, live, deploy.pin, deploy.release_generation)
+            )
+        except Refused as exc:
+            return str(exc)
+        return None
     hpa = await op.kube.hpa_targets(release.namespace, release.name)
     ctx = manifests.RenderContext(
         image=op.settings.default_image,
@@ -324,8 +332,12 @@ async def _carry_out(
         hpa=hpa,
     )
     manifest = manifests.deployment(release, spec, generation, deploy.pin, deploy.release_generation, ctx)
-    await op.kube.apply_deployment(manifest)
+    try:
+        await op.kube.apply_deployment(manifest)
+    except Refused as exc:
+        return str(exc)
     await op.kube.apply_service(manifests.service(release, spec, generation))
+    return None
 
 
 async def _ensure_service(op: Operator, release: ReleaseRef, spec: ModelReleaseSpec, generation: int) -> None:

@@ -18,7 +18,7 @@ from test_status_write import FULL
 
 from modelrelease import pipeline
 from modelrelease.api.models import ModelReleaseSpec
-from modelrelease.kube.client import Kube
+from modelrelease.kube.client import Kube, Refused
 from modelrelease.render import manifests
 from modelrelease.render.pin import Pin, ReleaseRef
 
@@ -48,6 +48,8 @@ class _Pool:
 
     def __init__(self) -> None:
         self.sent: list[Sent] = []
+        self.answer: _Answer | None = None
+        """Answer with this instead, when set."""
 
     def request(self, method: str, url: str, body: str | None = None, **kwargs: Any) -> _Answer:
         parts = urlsplit(url)
@@ -61,7 +63,7 @@ class _Pool:
                 json.loads(body) if body else None,
             )
         )
-        return _Answer(data=(body or "{}").encode())
+        return self.answer or _Answer(data=(body or "{}").encode())
 
     def clear(self) -> None:
         pass
@@ -137,3 +139,20 @@ def test_managed_objects_are_server_side_applied_with_force(wire: tuple[Kube, _P
         assert sent.query == {"fieldManager": ["modelrelease-operator"], "force": ["true"]}
         assert sent.body == manifest  # JSON, which is YAML: nothing but the apply configuration
     assert "replicas" not in applied_deployment.body["spec"]  # an HPA scales it
+
+
+def test_a_deployment_the_api_server_finds_invalid_is_refused_with_its_message(
+    wire: tuple[Kube, _Pool],
+) -> None:
+    kube, pool = wire
+    message = (
+        'Deployment.apps "fraud" is invalid: spec.template.spec.containers[0].resources.requests:\n'
+        '  Invalid value: "2": must be less than or equal to cpu limit of 1'
+    )
+    status = {"kind": "Status", "status": "Failure", "reason": "Invalid", "code": 422, "message": message}
+    pool.answer = _Answer(status=422, reason="Unprocessable Entity", data=json.dumps(status).encode())
+    ctx = manifests.RenderContext(image="serving:1", tracking_uri="http://127.0.0.1:5000")
+    deployment = manifests.deployment(RELEASE, _spec(), 3, Pin("fraud-detector", "7"), 2, ctx)
+    with pytest.raises(Refused) as refused:
+        asyncio.run(kube.apply_deployment(deployment))
+    assert str(refused.value) == " ".join(message.split())

@@ -8,7 +8,7 @@ from typing import Any
 from status_server import StatusServer
 
 from modelrelease.api.models import ModelReleaseSpec, ModelReleaseStatus
-from modelrelease.reconcile import Plan, decide
+from modelrelease.reconcile import Plan, decide, refused
 from modelrelease.registry.base import ModelNotFound, ModelVersion, RegistryError, RegistryUnavailable
 from modelrelease.render.observe import ObservedDeployment
 from modelrelease.render.pin import Pin
@@ -19,6 +19,10 @@ PASS = [
     CheckResult("RegistryReady", "Passed", "version is READY", "VersionReady"),
     CheckResult("Metrics", "Passed", "all gates pass: f1=0.93", "MetricGatesPassed"),
 ]
+REFUSAL = (
+    'Deployment.apps "fraud" is invalid: spec.template.spec.containers[0].resources.requests: '
+    'Invalid value: "2": must be less than or equal to cpu limit of 1'
+)
 FAIL_F1 = [
     CheckResult("RegistryReady", "Passed", "version is READY", "VersionReady"),
     CheckResult("Metrics", "Failed", "f1=0.41 below min 0.9", "MetricGateFailed"),
@@ -86,6 +90,14 @@ class Release:
         if plan.verify is None:  # the handler verifies before it writes anything
             self.server.write(plan)
         return plan
+
+    def refuse(
+        self, plan: Plan, resolution: ModelVersion | RegistryError, observed: ObservedDeployment | None
+    ) -> Plan:
+        """The API server refused `plan.deploy` (HTTP 422): what the handler writes next."""
+        after = refused(plan, self.spec, self.generation, resolution, observed, self.clock, REFUSAL)
+        self.server.write(after)
+        return after
 
     def condition(self, type_: str) -> tuple[str, str]:
         assert self.status is not None
@@ -432,3 +444,64 @@ def test_a_digest_no_longer_known_is_removed_from_the_status_on_the_server() -> 
     stored = release.server.stored
     assert "digest" not in stored["resolved"] and "digest" not in stored["current"]
     assert release.status == plan.status
+
+
+def test_a_rollout_the_api_server_refuses_fails_once_and_the_old_version_keeps_serving() -> None:
+    release = Release()
+    serving(release)
+    plan = release.step(mv(2), deployment(1, "Succeeded"), PASS)
+    assert plan.deploy is not None and plan.deploy.kind == "Rollout"
+    plan = release.refuse(plan, mv(2), deployment(1, "Succeeded"))
+    assert plan.deploy is None
+    assert release.outcomes() == [("1", "Succeeded"), ("2", "Failed")]
+    entry = plan.status.history[-1]
+    assert (entry.reason, entry.message) == ("DeploymentRejected", REFUSAL)
+    progressing = next(c for c in plan.status.conditions if c.type == "Progressing")
+    assert (progressing.status, progressing.reason) == ("False", "DeploymentRejected")
+    assert progressing.message == f"version 2: {REFUSAL}"
+    assert release.condition("Ready") == ("True", "Serving")
+    assert release.condition("Degraded") == ("True", "DeploymentRejected")
+    assert plan.status.phase == "Degraded"
+    assert plan.status.current is not None and plan.status.current.version == "1"
+    assert [(e.type, e.reason) for e in plan.events][-2:] == [
+        ("Normal", "RolloutStarted"),
+        ("Warning", "DeploymentRejected"),
+    ]
+
+    again = release.step(mv(2), deployment(1, "Succeeded"))  # no retry storm
+    assert again.deploy is None and again.verify is None and again.events == ()
+    assert not again.status_changed
+
+    release.generation = 2  # the spec is fixed: verified and rolled out again
+    assert release.step(mv(2), deployment(1, "Succeeded")).verify == mv(2)
+    plan = release.step(mv(2), deployment(1, "Succeeded"), PASS)
+    assert plan.deploy is not None and plan.deploy.kind == "Rollout"
+    assert release.condition("Progressing") == ("True", "RolloutInProgress")
+
+
+def test_a_refused_spec_change_is_not_re_applied_until_the_spec_changes_again() -> None:
+    release = Release()
+    serving(release)
+    release.generation = 2
+    plan = release.step(mv(1), deployment(1, "Succeeded", gen=1, applied=1))
+    assert plan.deploy is not None and plan.deploy.kind == "Repair"
+    plan = release.refuse(plan, mv(1), deployment(1, "Succeeded", gen=1, applied=1))
+    assert release.outcomes() == [("1", "Succeeded"), ("1", "Failed")]
+    assert release.condition("Progressing") == ("False", "DeploymentRejected")
+    assert release.condition("Ready") == ("True", "Serving")
+    assert plan.status.phase == "Degraded"
+    assert release.step(mv(1), deployment(1, "Succeeded", gen=1, applied=1)).deploy is None
+    release.generation = 3
+    assert release.step(mv(1), deployment(1, "Succeeded", gen=1, applied=1)).deploy is not None
+
+
+def test_a_first_deployment_the_api_server_refuses_leaves_nothing_serving_and_phase_failed() -> None:
+    release = Release()
+    plan = release.refuse(release.step(mv(1), None, PASS), mv(1), None)
+    assert plan.deploy is None
+    assert release.outcomes() == [("1", "Failed")]
+    assert release.condition("Progressing") == ("False", "DeploymentRejected")
+    assert release.condition("Ready") == ("False", "NotServing")
+    assert plan.status.phase == "Failed"
+    again = release.step(mv(1), None)
+    assert again.deploy is None and again.verify is None and again.events == ()

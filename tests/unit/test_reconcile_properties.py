@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from status_server import StatusServer
 
 from modelrelease.api.models import HistoryEntry, ModelReleaseSpec, ModelReleaseStatus
-from modelrelease.reconcile import Plan, decide
+from modelrelease.reconcile import Plan, decide, refused
 from modelrelease.registry.base import ModelVersion, RegistryError, RegistryUnavailable
 from modelrelease.render.observe import ObservedDeployment
 from modelrelease.render.pin import Pin
@@ -77,6 +77,8 @@ class World:
     attempts: set[tuple[str, int, int]] = field(default_factory=set)
     """(version, generation, epoch) of every attempt started: one attempt each at most."""
     outcomes: set[str] = field(default_factory=set)
+    refused_generation: int | None = None
+    """The generation whose last Deployment write the API server refused (HTTP 422), if any."""
 
     def set_answer(self, answer: int | None) -> None:
         self.answer = answer
@@ -115,10 +117,24 @@ class World:
                 self.approved.add(plan.deploy.pin.uri)
         return plan
 
-    def apply(self, plan: Plan, crash_before_deploy: bool = False) -> None:
+    def apply(self, plan: Plan, crash_before_deploy: bool = False, refuse: bool = False) -> Plan:
+        """Write the status, then the Deployment; returns the plan whose status the server now holds."""
         self.server.write(plan)
-        if plan.deploy is None or crash_before_deploy:
-            return
+        if plan.deploy is None:
+            return plan
+        if plan.deploy.kind != "Repair":
+            self.refused_generation = None  # a new attempt, not the refused write again
+        if crash_before_deploy:
+            return plan
+        if refuse:  # the API server refuses the Deployment; the handler records why
+            after = refused(
+                plan, self.spec, self.generation, self.resolution(), self.observed(), self.now(), "invalid"
+            )
+            assert after.deploy is None
+            self.server.write(after)
+            self.refused_generation = self.generation
+            return after
+        self.refused_generation = None
         deploy = plan.deploy
         unchanged = (
             self.deployment is not None
@@ -127,6 +143,7 @@ class World:
         )
         rollout = self.deployment.rollout if unchanged and self.deployment is not None else "Progressing"
         self.deployment = Deployment(deploy.pin, deploy.release_generation, self.generation, rollout)
+        return plan
 
 
 def check_history(before: list[HistoryEntry], after: list[HistoryEntry], limit: int) -> None:
@@ -153,7 +170,7 @@ def check_history(before: list[HistoryEntry], after: list[HistoryEntry], limit: 
             assert all(getattr(successor, f) == getattr(old, f) for f in attempted)
 
 
-def reconcile(world: World, crash: bool = False) -> None:
+def reconcile(world: World, crash: bool = False, refuse: bool = False) -> None:
     before = list(world.status.history) if world.status else []
     plan = world.decide()
     limit = world.spec.rollout.history_limit
@@ -161,6 +178,9 @@ def reconcile(world: World, crash: bool = False) -> None:
     if plan.deploy is not None:
         assert plan.deploy.pin.uri in world.approved, (
             f"{plan.deploy.kind} applies unverified {plan.deploy.pin}"
+        )
+        assert plan.deploy.kind != "Repair" or world.refused_generation != world.generation, (
+            "a refused Deployment is written again without a spec change"
         )
     for entry in plan.status.history:
         if entry.outcome == "Succeeded":
@@ -177,8 +197,9 @@ def reconcile(world: World, crash: bool = False) -> None:
         assert attempt not in world.attempts, f"version {entry.version} retried without a change"
         world.attempts.add(attempt)
     world.outcomes |= {e.outcome or "InProgress" for e in plan.status.history}
-    world.apply(plan, crash_before_deploy=crash)
-    assert world.status == plan.status, "the status on the server differs from the computed one"
+    written = world.apply(plan, crash_before_deploy=crash, refuse=refuse)
+    check_history(list(plan.status.history), list(written.status.history), limit)
+    assert world.status == written.status, "the status on the server differs from the computed one"
 
 
 def converge(world: World) -> None:
@@ -203,7 +224,7 @@ step = st.tuples(
         st.tuples(st.just("idle"), st.none()),
         st.tuples(st.just("lose-status"), st.none()),
     ),
-    st.sampled_from(["reconcile"] * 6 + ["skip", "crash"]),
+    st.sampled_from(["reconcile"] * 6 + ["skip", "crash", "refuse"]),
 )
 
 
@@ -248,8 +269,9 @@ def test_reconcile_properties(
         elif kind == "lose-status":  # rebuilt from the Deployment; what was blocked may be checked again
             world.server.lose()
             world.attempts.clear()
+            world.refused_generation = None
         if then != "skip":
-            reconcile(world, crash=then == "crash")
+            reconcile(world, crash=then == "crash", refuse=then == "refuse")
     converge(world)
     assert world.status is not None
     for outcome in world.outcomes:

@@ -33,6 +33,18 @@ _MERGE = "application/merge-patch+json"
 _APPLY = "application/apply-patch+yaml"
 
 
+class Refused(Exception):
+    """The API server refused a write as invalid (HTTP 422); the message is its own, on one line."""
+
+
+def _refusal(exc: ApiException) -> Refused:
+    try:
+        message = str(json.loads(exc.body or "")["message"])
+    except (ValueError, KeyError, TypeError):
+        message = f"HTTP {exc.status} {exc.reason}"
+    return Refused(" ".join(message.split()))
+
+
 def load_config() -> kubernetes.client.ApiClient:
     """In-cluster credentials when running in a pod, else the current kubeconfig (KUBECONFIG)."""
     try:
@@ -118,10 +130,12 @@ class Kube:
         """Server-side apply of `manifest` (an apply configuration: only the fields the operator has an
         opinion on) as the operator's field manager, creating the Deployment if need be. Fields other
         managers own (a label, `kubectl rollout restart`'s annotation, an HPA's replicas) are left as they
-        are; conflicts on fields in `manifest` are forced: the operator owns those."""
+        are; conflicts on fields in `manifest` are forced: the operator owns those. Raises Refused when
+        the API server finds the result invalid (a value the CRD cannot check, such as requests above
+        limits)."""
         meta = manifest["metadata"]
-        return self._plain(
-            await self._run(
+        try:
+            applied = await self._run(
                 self._apps.patch_namespaced_deployment,
                 meta["name"],
                 meta["namespace"],
@@ -130,7 +144,11 @@ class Kube:
                 force=True,
                 _content_type=_APPLY,
             )
-        )
+        except ApiException as exc:
+            if exc.status == 422:
+                raise _refusal(exc) from exc
+            raise
+        return self._plain(applied)
 
     async def apply_service(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply of the managed Service, like `apply_deployment` (the API server keeps the

@@ -10,7 +10,9 @@ Crash safety: the handler writes the status *before* it changes the Deployment. 
 always names what the Deployment should carry (`expected_pin`), and when the Deployment disagrees (a
 crash between the two writes, a deleted Deployment) the next decision re-applies it. Only verified
 versions ever get into the status as something to roll out, so repairs never apply anything unverified.
-When the status is lost, it is rebuilt from the Deployment's pod-template annotations.
+When the status is lost, it is rebuilt from the Deployment's pod-template annotations. When the API server
+refuses a Deployment write as invalid, `refused` decides again from that outcome (Progressing=False
+DeploymentRejected), and nothing is re-written until the spec changes.
 
 A version that was blocked, failed or rolled back is not attempted again until the spec generation or
 the registry answer (the resolved version) changes: verification runs once per (version, generation),
@@ -21,7 +23,7 @@ rollout only ever starts right after a passing verification.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -48,6 +50,8 @@ ACTIVE_REQUEUE_S = 10.0
 """Re-check interval while a rollout runs (Deployment events normally arrive sooner)."""
 
 DeployKind = Literal["Rollout", "Rollback", "Repair"]
+REJECTED = "DeploymentRejected"
+"""Reason of the history entry and Progressing condition of a Deployment write the API server refused."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,11 @@ def _entry_pin(entry: HistoryEntry | Current) -> Pin:
     return Pin(model=name, version=entry.version, digest=entry.digest)
 
 
+def _rejected(entry: HistoryEntry | None) -> bool:
+    """Whether `entry` records a Deployment write the API server refused (see `refused`)."""
+    return entry is not None and entry.outcome == "Failed" and entry.reason == REJECTED
+
+
 def _inflight(history: Sequence[HistoryEntry]) -> HistoryEntry | None:
     return history[-1] if history and history[-1].outcome is None else None
 
@@ -122,8 +131,9 @@ def expected_pin(
 ) -> tuple[Pin, int] | None:
     """What the serving Deployment should carry now, with the release generation of its rollout:
     the rollout in flight; else a version whose rollout failed without a rollback, left in place (as
-    Kubernetes does) while it is still the one asked for; else the version serving now."""
-    decisive = [e for e in history if e.outcome != "Blocked"]
+    Kubernetes does) while it is still the one asked for; else the version serving now. A write the API
+    server refused never reached the Deployment, so it counts no more than a Blocked version."""
+    decisive = [e for e in history if e.outcome != "Blocked" and not _rejected(e)]
     last = decisive[-1] if decisive else None
     if last is not None and (
         last.outcome is None
@@ -276,7 +286,7 @@ def decide(
         _resolution_succeeded(work, resolution, digest)
         if deploy is None and _inflight(work.history) is None:
             deploy, verify = _candidate(work, resolution, verification, observed)
-    if deploy is None:
+    if deploy is None and _refused_now(work) is None:
         deploy = _repair(work, observed, respec=not isinstance(resolution, RegistryError))
 
     work.history = _trim(work.history, spec.rollout.history_limit, work.current)
@@ -299,6 +309,77 @@ def decide(
         requeue_after=_requeue(spec, work, deploy),
         blocked=work.blocked,
     )
+
+
+def refused(
+    plan: Plan,
+    spec: ModelReleaseSpec,
+    generation: int,
+    resolution: ModelVersion | RegistryError,
+    observed: ObservedDeployment | None,
+    now: datetime,
+    message: str,
+) -> Plan:
+    """Decide again after the API server refused to write `plan.deploy` (HTTP 422 Invalid; `message` is
+    its one-line reason), from `plan.status` as already written. The Deployment is as `observed`.
+    Progressing=False DeploymentRejected says why, the other conditions follow from what serves, and
+    until the spec changes only a new version's rollout writes the Deployment again. In the history, a
+    rollout that never reached the Deployment ends Failed with reason DeploymentRejected; with none in
+    flight, a Failed entry records the refused write (of a repair or rollback); a rollout in flight that
+    the Deployment does carry goes on."""
+    assert plan.deploy is not None
+    pin = plan.deploy.pin
+    text = _one_line(message)[:1024] or REJECTED
+    history = list(plan.status.history)
+    inflight = _inflight(history)
+    carried = (
+        inflight is not None
+        and observed is not None
+        and observed.pin is not None
+        and _key(observed.pin.uri, observed.release_generation)
+        == _key(inflight.model_uri, inflight.release_generation)
+    )
+    if inflight is not None and not carried:
+        history[-1] = inflight.model_copy(
+            update={"outcome": "Failed", "finished_at": now, "reason": REJECTED, "message": text}
+        )
+    elif inflight is None:
+        history.append(
+            HistoryEntry(
+                version=pin.version,
+                model_uri=pin.uri,
+                digest=pin.digest,
+                started_at=now,
+                finished_at=now,
+                outcome="Failed",
+                reason=REJECTED,
+                message=text,
+                release_generation=generation,
+            )
+        )
+    old = next((c for c in plan.status.conditions if c.type == "Progressing"), None)
+    progressing = Condition(
+        type="Progressing",
+        status="False",
+        reason=REJECTED,
+        message=f"version {pin.version}: {text}",
+        last_transition_time=old.last_transition_time if old is not None and old.status == "False" else now,
+        observed_generation=generation,
+    )
+    conditions = [c for c in plan.status.conditions if c.type != "Progressing"] + [progressing]
+    status = plan.status.model_copy(update={"history": history, "conditions": conditions})
+    again = decide(spec, generation, status, resolution, None, observed, now)
+    event = Event("Warning", REJECTED, f"version {pin.version}: {text}")
+    return replace(again, events=(*plan.events, event, *again.events))
+
+
+def _refused_now(work: _Work) -> Condition | None:
+    """The Progressing condition `refused` recorded for this generation's Deployment: no repair is written
+    until the spec changes. (A condition rather than the history entry, which historyLimit may trim.)"""
+    old = next((c for c in work.prev.conditions if c.type == "Progressing"), None)
+    if old is not None and old.reason == REJECTED and old.observed_generation == work.generation:
+        return old
+    return None
 
 
 def _observe_rollout(work: _Work, observed: ObservedDeployment | None) -> Deploy | None:
@@ -546,6 +627,10 @@ def _conditions(
                 "Ready", "False", "RolloutInProgress", f"waiting for version {version} to be available"
             )
 
+    refused = _refused_now(work)
+    if refused is not None and deploy is None:  # Ready above says how what serves stands
+        work.conditions["Progressing"] = refused
+
     _degraded(work, resolution, serving)
     return _phase(work, resolution, serving, inflight)
 
@@ -555,6 +640,8 @@ def _degraded(work: _Work, resolution: ModelVersion | RegistryError, serving: _S
     resolved_uri = work.resolved.model_uri if work.resolved else None
     if newest is not None and newest.outcome in ("RolledBack", "Failed") and newest.model_uri == resolved_uri:
         reason = "RolledBack" if newest.outcome == "RolledBack" else "RolloutFailed"
+        if _rejected(newest):
+            reason = REJECTED
         work.condition(
             "Degraded", "True", reason, f"version {newest.version}: {newest.message or newest.reason}"
         )
@@ -586,7 +673,10 @@ def _phase(
     if inflight is not None or serving.rolling_back:
         return "Progressing"
     expected_uri = serving.expected[0].uri if serving.expected is not None else None
-    if last is not None and last.outcome == "Failed" and last.model_uri == expected_uri:
+    if _rejected(last):
+        if work.current is None:
+            return "Failed"  # nothing serves, and the write that would have was refused
+    elif last is not None and last.outcome == "Failed" and last.model_uri == expected_uri:
         return "Failed"
     if isinstance(resolution, RegistryError) and work.current is None:
         return "Pending" if isinstance(resolution, RegistryUnavailable) else "Failed"
