@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from modelrelease.serve import add_arguments as add_serve_arguments
+
 
 def _sandbox(args: argparse.Namespace) -> int:
     from modelrelease.sandbox import stack
@@ -74,6 +76,12 @@ def _sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from modelrelease import serve
+
+    return serve.main(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from modelrelease import demo
 
@@ -113,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("name", help="registered model name")
     sign.add_argument("version", help="model version number")
     sign.set_defaults(func=_sign)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serving image entrypoint: download MODEL_URI, check MODEL_DIGEST, run mlflow models serve",
+    )
+    add_serve_arguments(serve)
+    serve.set_defaults(func=_serve)
 
     demo = commands.add_parser("demo", help="tell the whole release story on a local sandbox")
     demo.add_argument("--dir", default=".sandbox/demo", help="sandbox folder (default .sandbox/demo)")

@@ -11,18 +11,15 @@ The registry and object store come from the environment, as for ``modelrelease s
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 from pathlib import Path
 
+from modelrelease.clientenv import bound_mlflow_client
 from modelrelease.registry.base import READY, RegistryError
 from modelrelease.registry.commands import target_from_env
 from modelrelease.registry.digest import SIGNATURE_FILE
 from modelrelease.registry.mlflow import MlflowRegistry
 from modelrelease.verify import signature
-
-# MLflow's artifact client would retry a dead server for minutes (see registry.mlflow); a command fails fast.
-_MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
 async def _files(name: str, version: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
@@ -39,8 +36,7 @@ def _upload(location: str, bundle: bytes) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    for key, value in _MLFLOW_HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    bound_mlflow_client()
     with tempfile.TemporaryDirectory(prefix="modelrelease-sign-") as folder:
         path = Path(folder, SIGNATURE_FILE)
         path.write_bytes(bundle)

@@ -1,26 +1,37 @@
-"""Artifact integrity end to end, with the real operator process against the sandbox: OpenSSF model
-signatures made by `modelrelease sign` (the console script a pipeline runs) and checked against the
-keys of a ConfigMap, `Enforce` blocking what is not signed by a trusted key over exactly the stored
-bytes while the previous version keeps serving, `Warn` serving and recording, and a key set that
-changes without an operator restart.
+"""Artifact integrity end to end against the sandbox's real MLflow and S3.
+
+With the real operator process: OpenSSF model signatures made by `modelrelease sign` (the console
+script a pipeline runs) and checked against the keys of a ConfigMap, `Enforce` blocking what is not
+signed by a trusted key over exactly the stored bytes while the previous version keeps serving, `Warn`
+serving and recording, and a key set that changes without an operator restart. As processes:
+`modelrelease sign` failing in one line, and `modelrelease serve` answering on a loopback port with the
+verified digest and refusing bytes altered after verification.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from helpers import Cluster, Models, Operator, eventually, history, model_name, ready_on, release_spec
 from kubernetes.client.exceptions import ApiException
 
-from modelrelease.sandbox.stack import SandboxInfo
+from modelrelease.sandbox.stack import SandboxInfo, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -106,6 +117,18 @@ def check(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     return next(e for e in entries if e["check"] == "Signature")
 
 
+def container(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    deployment = cluster.deployment(namespace, name)
+    assert deployment is not None
+    serving: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return serving
+
+
+def digest_env(cluster: Cluster, namespace: str, name: str) -> str | None:
+    env = container(cluster, namespace, name).get("env") or []
+    return next((e.get("value") for e in env if e["name"] == "MODEL_DIGEST"), None)
+
+
 def test_enforce_serves_a_trusted_signature_and_blocks_the_rest(
     cluster: Cluster,
     models: Models,
@@ -127,6 +150,9 @@ def test_enforce_serves_a_trusted_signature_and_blocks_the_rest(
     assert entry["reason"].startswith(f"signed by key pipeline of ConfigMap {SIGNERS} (")
     digest = cluster.status(ns, "fraud")["current"]["digest"]
     assert digest == models.stamp(model, v1)  # what `modelrelease stamp` computes, though the check was off
+    # What the pods check at load: the verified digest, and the default image's `modelrelease serve`.
+    assert digest_env(cluster, ns, "fraud") == digest
+    assert container(cluster, ns, "fraud")["command"] == ["modelrelease", "serve", "--port", "8080"]
 
     cases = []
     untrusted = models.register(model)
@@ -153,6 +179,7 @@ def test_enforce_serves_a_trusted_signature_and_blocks_the_rest(
         status = cluster.status(ns, "fraud")
         assert status["phase"] == "Blocked" and status["current"]["version"] == v1
         assert cluster.model_uri(ns, "fraud") == f"models:/{model}/{v1}"
+        assert digest_env(cluster, ns, "fraud") == digest
         warnings = {e["reason"] for e in cluster.events(ns, "fraud") if e["type"] == "Warning"}
         assert reason in warnings
 
@@ -221,3 +248,144 @@ def test_signers_are_read_at_each_verification_without_a_restart(
     eventually("v3 Ready, signed by the rotated key", partial(ready_on, cluster, ns, "fraud", model, v3))
     assert check(cluster, ns, "fraud")["reason"].startswith(f"signed by key rotated of ConfigMap {SIGNERS}")
     assert operator.process is not None and operator.process.poll() is None
+
+
+def test_sign_fails_in_one_line_and_uploads_what_the_library_verifies(
+    models: Models, sandbox: SandboxInfo, keys: dict[str, Key], tmp_path: Path
+) -> None:
+    import mlflow.artifacts
+    import model_signing
+
+    from modelrelease.registry.digest import local_digest
+
+    model = model_name("sign")
+    v1 = models.register(model)
+    stamped = models.client.get_model_version(model, v1).tags["modelrelease.io/sha256"]
+    sign(sandbox, keys["pipeline"], model, v1)
+
+    # A models:/ download carries model.sig; the library's own verifier accepts it, and the canonical
+    # digest (which leaves model.sig out) is still the stamped one.
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{model}/{v1}", dst_path=str(tmp_path / "dl")))
+    public = tmp_path / "pipeline.pub"
+    public.write_text(keys["pipeline"].public)
+    model_signing.verifying.Config().use_elliptic_key_verifier(public_key=public).verify(
+        local, local / "model.sig"
+    )
+    assert local_digest(local) == stamped
+
+    rsa_key = tmp_path / "rsa.pem"
+    rsa_key.write_bytes(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    private = str(keys["pipeline"].private)
+    for args, message in (
+        ((str(tmp_path / "absent.pem"), model, v1), "cannot read"),
+        ((str(rsa_key), model, v1), "is not an unencrypted PEM EC private key"),
+        ((private, model, "999"), f"model {model} has no version 999"),
+        ((private, "never-registered-model", "1"), "registered model never-registered-model not found"),
+    ):
+        failed = cli(sandbox, "sign", "--private-key", *args)
+        assert failed.returncode == 1 and failed.stdout == ""
+        assert failed.stderr.startswith("modelrelease sign: ") and message in failed.stderr, failed.stderr
+        assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
+
+
+# ------------------------------------------------------------------------------ modelrelease serve
+
+IRIS_ROWS = {
+    "dataframe_split": {
+        "columns": ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"],
+        "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]],
+    }
+}
+
+
+@contextmanager
+def serving(sandbox: SandboxInfo, folder: Path, uri: str, digest: str) -> Iterator[ServeProcess]:
+    """`modelrelease serve` as the pod runs it, on a loopback port, with its own termination log."""
+    served = ServeProcess(free_port(), folder / "termination-log", folder / "serve.log")
+    env = {**os.environ, **sandbox.env, "MODEL_URI": uri, "MODEL_DIGEST": digest}
+    argv = ["serve", "--host", "127.0.0.1", "--port", str(served.port), "--model-dir", str(folder / "model")]
+    with served.log.open("wb") as log:
+        process = subprocess.Popen(
+            [str(CLI), *argv, "--termination-log", str(served.termination_log)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # mlflow starts uvicorn as a child: stop the whole group
+        )
+    served.process = process
+    try:
+        yield served
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+@dataclass
+class ServeProcess:
+    port: int
+    termination_log: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def get(self, path: str, body: dict[str, Any] | None = None) -> tuple[int, bytes] | None:
+        """The answer of the model server, or None while nothing listens (or it is not ready)."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(
+                f"modelrelease serve exited with {self.process.returncode}: {self.log.read_text()}"
+            )
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=data, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return int(answer.status), bytes(answer.read())
+        except urllib.error.HTTPError as error:
+            return int(error.code), bytes(error.read())
+        except OSError:
+            return None
+
+
+def test_serve_answers_with_the_verified_digest(models: Models, sandbox: SandboxInfo, tmp_path: Path) -> None:
+    model = model_name("serve")
+    v1 = models.register(model)
+    digest = models.client.get_model_version(model, v1).tags["modelrelease.io/sha256"]
+    with serving(sandbox, tmp_path, f"models:/{model}/{v1}", digest) as served:
+        eventually("/ping to answer 200", lambda: (served.get("/ping") or (0,))[0] == 200, timeout=180)
+        status, body = served.get("/invocations", IRIS_ROWS) or (0, b"")
+        assert status == 200, body
+        assert json.loads(body) == {"predictions": [0, 2]}
+    first = served.log.read_text().splitlines()[0]
+    uri, local = f"models:/{model}/{v1}", tmp_path / "model"
+    assert first == f"modelrelease serve: {uri} downloaded to {local}, digest {digest} (matches)"
+    assert not served.termination_log.exists()
+
+
+def test_serve_refuses_bytes_altered_after_verification(
+    models: Models, sandbox: SandboxInfo, tmp_path: Path
+) -> None:
+    model = model_name("altered")
+    v1 = models.register(model)
+    verified = models.client.get_model_version(model, v1).tags["modelrelease.io/sha256"]
+    models.tamper(model, v1)  # after the digest was recorded: what a pod restart would load
+    with serving(sandbox, tmp_path, f"models:/{model}/{v1}", verified) as served:
+        assert served.process is not None
+        assert served.process.wait(timeout=180) == 1
+    line = served.termination_log.read_text()
+    assert re.fullmatch(
+        rf"modelrelease serve: models:/{model}/{v1} has digest sha256:[0-9a-f]{{64}}, expected {verified} "
+        r"\(MODEL_DIGEST\): refusing to serve it\n",
+        line,
+    ), line
+    assert line.split(" has digest ")[1].split(",")[0] != verified
+    assert served.log.read_text() == line  # the same one line on stderr, nothing else

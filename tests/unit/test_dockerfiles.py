@@ -100,11 +100,14 @@ def test_serving_image_versions_match_the_lock() -> None:
     assert args["BOTO3_VERSION"] == pins["boto3"]
 
 
-def test_serving_image_serves_the_pinned_model_uri() -> None:
+def test_serving_image_verifies_the_model_at_load() -> None:
+    """The entrypoint is `modelrelease serve` (load-time digest check), so the package is in the image."""
     (entrypoint,) = [json.loads(arg) for keyword, arg in instructions(SERVING) if keyword == "ENTRYPOINT"]
-    command = entrypoint[-1]
-    assert 'mlflow models serve -m "$MODEL_URI"' in command
-    assert "--env-manager local" in command
+    assert entrypoint[-1] == 'exec modelrelease serve --port "$PORT"'
+    runs = " ".join(arg for keyword, arg in instructions(SERVING) if keyword == "RUN")
+    assert re.search(r"pip install --no-deps \.(\s|$)", runs), runs
+    copies = [arg for keyword, arg in instructions(SERVING) if keyword == "COPY"]
+    assert "operator/modelrelease operator/modelrelease" in copies
 
 
 def test_dockerignore_keeps_what_the_build_copies() -> None:

@@ -44,9 +44,8 @@ def test_managed_deployment_is_valid_kubernetes_and_pins_the_version() -> None:
     kubernetes_validate.validate(deployment, "1.32", strict=True)
     assert env(deployment)["MODEL_URI"] == "models:/fraud-detector/7"
     assert env(deployment)["MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow:5000"
-    assert " ".join(container(deployment)["command"]) == (
-        "mlflow models serve -m $(MODEL_URI) -h 0.0.0.0 -p 8080 --env-manager local"
-    )
+    assert env(deployment)["MODEL_DIGEST"] == PIN.digest
+    assert container(deployment)["command"] == ["modelrelease", "serve", "--port", "8080"]
     assert container(deployment)["readinessProbe"]["httpGet"]["path"] == "/ping"
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["progressDeadlineSeconds"] == 600
@@ -117,6 +116,19 @@ def test_user_fields_are_carried_over() -> None:
     assert pod["spec"]["nodeSelector"] == {"pool": "cpu"}
     assert pod["spec"]["tolerations"][0]["key"] == "dedicated"
     assert pod["spec"]["affinity"] == {"podAntiAffinity": {}}
+
+
+def test_another_image_runs_mlflow_serve_and_an_unknown_digest_sets_no_env() -> None:
+    """`modelrelease serve` is in the default image only; MODEL_DIGEST goes to any image when known."""
+    custom = manifests.deployment(RELEASE, spec(image="serve:2", port=9000), 3, PIN, 2, CTX)
+    assert " ".join(container(custom)["command"]) == (
+        "mlflow models serve -m $(MODEL_URI) -h 0.0.0.0 -p 9000 --env-manager local"
+    )
+    assert env(custom)["MODEL_DIGEST"] == PIN.digest
+    unknown = manifests.deployment(RELEASE, spec(), 3, Pin(model="fraud-detector", version="7"), 2, CTX)
+    assert "MODEL_DIGEST" not in env(unknown)
+    user = spec(env=[{"name": "MODEL_DIGEST", "value": "sha256:" + "00" * 32}])
+    assert env(render(user))["MODEL_DIGEST"] == PIN.digest  # the operator's verified digest wins
 
 
 def test_default_image_and_one_replica() -> None:

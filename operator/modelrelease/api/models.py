@@ -43,6 +43,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 OPERATOR_KEY_PREFIX = "modelrelease.io/"
 # The env var the operator sets on the serving container to the pinned model URI.
 MODEL_URI_ENV = "MODEL_URI"
+# The env var the operator sets to the verified artifact digest; `modelrelease serve` checks it at load.
+MODEL_DIGEST_ENV = "MODEL_DIGEST"
 
 Mode = Literal["Enforce", "Warn", "Off"]
 Stage = Literal["Staging", "Production"]
@@ -561,7 +563,8 @@ class ServingSpec(ApiModel):
     replicas: int | None = Field(default=None, ge=0, le=1000)
     """Pod count of the managed Deployment; default 1. Left alone when an HPA targets the Deployment."""
     image: str | None = Field(default=None, min_length=1, max_length=1024)
-    """Serving image; default the operator's MODELRELEASE_DEFAULT_IMAGE, run as
+    """Serving image. Default: the operator's MODELRELEASE_DEFAULT_IMAGE, run as `modelrelease serve
+    --port <port>`, which refuses to serve bytes whose digest is not MODEL_DIGEST. Any other image runs
     `mlflow models serve -m $(MODEL_URI) -h 0.0.0.0 -p <port> --env-manager local`."""
     port: int = Field(default=8080, ge=1, le=65535)
     """Container and Service port of the model server (managed mode; ignored with targetRef)."""

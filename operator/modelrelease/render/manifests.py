@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modelrelease.api.models import API_VERSION, KIND, MODEL_URI_ENV, ModelReleaseSpec
+from modelrelease.api.models import API_VERSION, KIND, MODEL_DIGEST_ENV, MODEL_URI_ENV, ModelReleaseSpec
 from modelrelease.render.pin import Pin, ReleaseRef
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -102,6 +102,7 @@ def _metadata(release: ReleaseRef, generation: int) -> dict[str, Any]:
 def _env(spec: ModelReleaseSpec, pin: Pin, ctx: RenderContext) -> list[dict[str, Any]]:
     ours: list[dict[str, Any]] = [
         {"name": MODEL_URI_ENV, "value": pin.uri},
+        *([{"name": MODEL_DIGEST_ENV, "value": pin.digest}] if pin.digest else []),
         {"name": "MLFLOW_TRACKING_URI", "value": ctx.tracking_uri},
     ]
     secret = spec.registry.credentials_secret
@@ -118,8 +119,12 @@ def _env(spec: ModelReleaseSpec, pin: Pin, ctx: RenderContext) -> list[dict[str,
     return ours + user
 
 
-def serve_command(port: int) -> list[str]:
-    """`mlflow models serve` of the pinned URI; Kubernetes expands $(MODEL_URI) from the container env."""
+def serve_command(port: int, default_image: bool) -> list[str]:
+    """The default image's `modelrelease serve` (which refuses bytes other than MODEL_DIGEST's, then runs
+    `mlflow models serve`), else `mlflow models serve` of the pinned URI ($(MODEL_URI) is expanded by
+    Kubernetes from the container env)."""
+    if default_image:
+        return ["modelrelease", "serve", "--port", str(port)]
     return f"mlflow models serve -m $({MODEL_URI_ENV}) -h 0.0.0.0 -p {port} --env-manager local".split()
 
 
@@ -128,7 +133,7 @@ def _container(spec: ModelReleaseSpec, pin: Pin, ctx: RenderContext) -> dict[str
     container: dict[str, Any] = {
         "name": SERVING_CONTAINER,
         "image": spec.serving.image or ctx.image,
-        "command": serve_command(port),
+        "command": serve_command(port, default_image=spec.serving.image is None),
         "ports": [{"name": PORT_NAME, "containerPort": port, "protocol": "TCP"}],
         "env": _env(spec, pin, ctx),
         "readinessProbe": {
