@@ -21,9 +21,11 @@ from typing import Annotated, Any, ClassVar, Literal, NotRequired
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
     WithJsonSchema,
     model_validator,
 )
@@ -56,13 +58,15 @@ HistoryOutcome = Literal["Succeeded", "Failed", "RolledBack", "Blocked"]
 CheckName = Literal["RegistryReady", "Metrics", "Digest", "Signature", "Schema"]
 CheckOutcome = Literal["Passed", "Failed", "Skipped", "Warned"]
 
-# Patterns are written for both Python `re` and Go RE2 (the API server's engine): no look-arounds.
-MODEL_NAME_PATTERN = r"^[^/:@\s]([^/:@]*[^/:@\s])?$"
+# Patterns are written for both Python `re` and Go RE2 (the API server's engine): no look-arounds, and no
+# \s, \d or \w, which RE2 reads as ASCII classes and Python and pydantic (Rust regex) as Unicode ones.
+_SPACE = r"\t\n\f\r "  # RE2's \s
+MODEL_NAME_PATTERN = rf"^[^/:@{_SPACE}]([^/:@]*[^/:@{_SPACE}])?$"
 VERSION_PATTERN = r"^[1-9][0-9]{0,17}$"
 ALIAS_PATTERN = r"^[A-Za-z0-9_-]+$"
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 DURATION_PATTERN = r"^([0-9]+([.][0-9]+)?(ms|s|m|h))+$"
-TRACKING_URI_PATTERN = r"^https?://[^\s]+$"
+TRACKING_URI_PATTERN = rf"^https?://[^{_SPACE}]+$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
@@ -80,8 +84,9 @@ MIN_POLL_INTERVAL_SECONDS = 5.0
 MAX_POLL_INTERVAL_SECONDS = 86400.0
 
 _DURATION_RE = re.compile(DURATION_PATTERN)
-_DURATION_PART_RE = re.compile(r"([0-9]+(?:[.][0-9]+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART_RE = re.compile(r"([0-9]+)(?:[.]([0-9]+))?(ms|s|m|h)")
+_UNIT_NANOSECONDS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+_MAX_NANOSECONDS = 2**63 - 1
 # Alias names MLflow reserves: `latest` in any case, and `v<N>` (it means version N).
 RESERVED_ALIAS_PATTERN = r"^([Ll][Aa][Tt][Ee][Ss][Tt]|[vV][0-9]+)$"
 _RESERVED_ALIAS_RE = re.compile(RESERVED_ALIAS_PATTERN)
@@ -91,11 +96,39 @@ _MODEL_URI_RE = re.compile(
 _STAGES: dict[str, Stage] = {"staging": "Staging", "production": "Production"}
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as `60s`, `5m`, `1h30m`, `1.5h` or `500ms` (Go's syntax, subset)."""
+def _fraction(digits: str) -> tuple[int, float]:
+    """Go's leadingFraction: the digits as an integer and its scale, precision kept while it fits int64."""
+    value, scale = 0, 1.0
+    for digit in digits:
+        candidate = value * 10 + int(digit)
+        if value > _MAX_NANOSECONDS // 10 or candidate > _MAX_NANOSECONDS + 1:
+            break
+        value, scale = candidate, scale * 10
+    return value, scale
+
+
+def duration_nanoseconds(text: str) -> int:
+    """Whole nanoseconds in a duration such as `60s`, `1h30m` or `1.5h`, computed as Go's
+    time.ParseDuration does (the API server's CEL duration()): a fraction's value is truncated to whole
+    nanoseconds per part, so `4999.9999999999999ms` is less than 5s there and here."""
     if not _DURATION_RE.match(text):
         raise ValueError(f"invalid duration {text!r}: use numbers with units ms, s, m or h, e.g. 60s, 1h30m")
-    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART_RE.findall(text))
+    total = 0
+    for whole, fraction, unit in _DURATION_PART_RE.findall(text):
+        per_unit = _UNIT_NANOSECONDS[unit]
+        value = int(whole) * per_unit
+        if fraction:
+            digits, scale = _fraction(fraction)
+            value += int(float(digits) * (float(per_unit) / scale))
+        total += value
+        if total > _MAX_NANOSECONDS:
+            raise ValueError(f"invalid duration {text!r}: out of range")
+    return total
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as `60s`, `5m`, `1h30m`, `1.5h` or `500ms` (Go's syntax, subset)."""
+    return duration_nanoseconds(text) / 1e9
 
 
 def pinned_uri(name: str, version: str) -> str:
@@ -144,6 +177,24 @@ def _no_operator_keys(value: dict[str, str]) -> dict[str, str]:
     if reserved:
         raise ValueError(f"keys under {OPERATOR_KEY_PREFIX} are set by the operator: {', '.join(reserved)}")
     return value
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is a boolean, not a number")  # pydantic would read True as 1
+    return value
+
+
+def _json_number(value: Any) -> Any:
+    """What JSON Schema's number and integer types admit: pydantic reads "2" as 2, the API server does not."""
+    if isinstance(value, str):
+        raise ValueError(f"{value!r} is a string, not a number")
+    return _no_bool(value)
+
+
+# The spec's numbers as the API server types them (an integral float such as 2.0 is an integer there too).
+JsonInt = Annotated[int, BeforeValidator(_json_number)]
+JsonFloat = Annotated[float, BeforeValidator(_json_number)]
 
 
 @dataclass(frozen=True)
@@ -284,7 +335,8 @@ class RegistrySpec(ApiModel):
 
     @model_validator(mode="after")
     def _poll_interval_bounds(self) -> RegistrySpec:
-        if not MIN_POLL_INTERVAL_SECONDS <= parse_duration(self.poll_interval) <= MAX_POLL_INTERVAL_SECONDS:
+        nanoseconds = duration_nanoseconds(self.poll_interval)
+        if not MIN_POLL_INTERVAL_SECONDS * 1e9 <= nanoseconds <= MAX_POLL_INTERVAL_SECONDS * 1e9:
             raise ValueError(_POLL_INTERVAL_BOUNDS)
         return self
 
@@ -306,9 +358,9 @@ class MetricGate(ApiModel):
 
     name: str = Field(min_length=1, max_length=250)
     """Metric key as logged to MLflow, e.g. `f1`."""
-    min: float | None = None
+    min: JsonFloat | None = None
     """Lowest acceptable value (inclusive)."""
-    max: float | None = None
+    max: JsonFloat | None = None
     """Highest acceptable value (inclusive)."""
 
     @model_validator(mode="after")
@@ -334,7 +386,7 @@ class VerifySpec(ApiModel):
         ),
     )
 
-    require_ready: bool = True
+    require_ready: StrictBool = True
     """Require the registry status READY for the version."""
     digest: Mode = "Enforce"
     """Artifact digest check: SHA-256 of the artifact tree against model.digest or the digestTag tag."""
@@ -409,6 +461,7 @@ def _check_quantity(value: int | str) -> int | str:
 # bad quantity is caught at admission, naming the field, instead of when the Deployment is written.
 Quantity = Annotated[
     int | str,
+    BeforeValidator(_no_bool),
     AfterValidator(_check_quantity),
     WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN, "minimum": 0}),
 ]
@@ -451,7 +504,7 @@ class Toleration(TypedDict, total=False):
     """Taint value to match with operator Equal."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
     """Taint effect to match; empty matches all effects."""
-    tolerationSeconds: int
+    tolerationSeconds: JsonInt
     """How long a NoExecute taint is tolerated before eviction."""
 
 
@@ -560,13 +613,13 @@ class ServingSpec(ApiModel):
         ),
     )
 
-    replicas: int | None = Field(default=None, ge=0, le=1000)
+    replicas: Annotated[int, Field(ge=0, le=1000), BeforeValidator(_json_number)] | None = None
     """Pod count of the managed Deployment; default 1. Left alone when an HPA targets the Deployment."""
     image: str | None = Field(default=None, min_length=1, max_length=1024)
     """Serving image. Default: the operator's MODELRELEASE_DEFAULT_IMAGE, run as `modelrelease serve
     --port <port>`, which refuses to serve bytes whose digest is not MODEL_DIGEST. Any other image runs
     `mlflow models serve -m $(MODEL_URI) -h 0.0.0.0 -p <port> --env-manager local`."""
-    port: int = Field(default=8080, ge=1, le=65535)
+    port: JsonInt = Field(default=8080, ge=1, le=65535)
     """Container and Service port of the model server (managed mode; ignored with targetRef)."""
     env: list[EnvEntry] = Field(default_factory=list, max_length=128)
     """Extra environment variables of the serving container."""
@@ -621,11 +674,11 @@ class ServingSpec(ApiModel):
 class RolloutSpec(ApiModel):
     """How a verified version is rolled out and what happens when the rollout fails."""
 
-    progress_deadline_seconds: int = Field(default=600, ge=10, le=86400)
+    progress_deadline_seconds: JsonInt = Field(default=600, ge=10, le=86400)
     """Seconds a rollout may take before it counts as failed (the Deployment's progressDeadlineSeconds)."""
-    auto_rollback: bool = True
+    auto_rollback: StrictBool = True
     """On a failed rollout, roll back to the last version whose rollout succeeded."""
-    history_limit: int = Field(default=10, ge=1, le=100)
+    history_limit: JsonInt = Field(default=10, ge=1, le=100)
     """How many entries status.history keeps (oldest dropped first)."""
 
 
