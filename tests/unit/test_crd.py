@@ -11,10 +11,9 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from crd_walk import CRD_FILE, ROOT, apply_defaults, load_manifest, nodes, root_schema
+from crd_walk import CRD_FILE, ROOT, load_manifest, nodes, root_schema
 
 from modelrelease.api import crd
-from modelrelease.api.models import ModelReleaseSpec
 
 # JSON Schema constructs a structural schema forbids (or that pydantic-isms would leak).
 FORBIDDEN = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "title", "const", "uniqueItems", "nullable"}
@@ -165,28 +164,6 @@ def test_defaults_satisfy_their_own_schema(schema: dict[str, Any]) -> None:
     for path, node in defaulted:
         assert _satisfies(node, node["default"]), path
         assert path.startswith("spec."), f"{path}: status carries no defaults"
-
-
-def _without_empty(value: Any) -> Any:
-    if isinstance(value, dict):
-        kept = {key: _without_empty(sub) for key, sub in value.items()}
-        return {key: sub for key, sub in kept.items() if sub not in ({}, [])}
-    return value
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"model": {"name": "fraud", "alias": "champion"}},
-        {"model": {"name": "fraud", "version": "3"}, "serving": {"targetRef": {"name": "d"}}, "verify": {}},
-    ],
-)
-def test_server_defaults_equal_model_defaults(schema: dict[str, Any], body: dict[str, Any]) -> None:
-    from_server = apply_defaults(schema["properties"]["spec"], body)
-    from_model = ModelReleaseSpec.model_validate(body).model_dump(
-        by_alias=True, exclude_none=True, mode="json"
-    )
-    assert from_server == _without_empty(from_model)
 
 
 def _schema_at(schema: dict[str, Any], json_path: str) -> dict[str, Any] | None:
