@@ -47,7 +47,6 @@ from crd_cases import (
     spec,
 )
 from modelrelease.api.models import GROUP, PLURAL, VERSION, ModelReleaseSpec
-from modelrelease.kube.client import merge_patch
 from modelrelease.sandbox.stack import SandboxInfo
 
 pytestmark = pytest.mark.slow
@@ -325,7 +324,7 @@ def base_releases(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def perturbations(draw: st.DrawFn) -> Perturbation:
-    kind = draw(st.integers(0, 11))
+    kind = draw(st.integers(0, 12))
     if kind == 0:  # references: none, two, three, or a different single one
         refs = draw(st.lists(st.sampled_from(["version", "alias", "stage"]), unique=True, max_size=3))
         values = {"version": "3", "alias": draw(st.sampled_from(["x", "v3a"])), "stage": "Staging"}
@@ -360,6 +359,10 @@ def perturbations(draw: st.DrawFn) -> Perturbation:
         if draw(st.booleans()):
             signing["signersConfigMap"] = "signers"
         return lambda body: body["spec"].setdefault("verify", {}).update(signing)
+    if kind == 9:
+        edges = st.sampled_from(["30s", "29s", "29999ms", "0.5m", "24h"])
+        interval = draw(st.one_of(edges, random_durations))
+        return lambda body: body["spec"].setdefault("verify", {}).update(reverifyInterval=interval)
     # Names every Kubernetes object may have (the server's own metadata checks are not the rule's).
     name = draw(st.sampled_from(["fraud.v2", "9lives", "a" * 63, "a" * 64]))
     return lambda body: body["metadata"].update(name=name)
@@ -443,7 +446,7 @@ def status_release(server: Server) -> str:
 def test_the_server_stores_the_status_the_operator_writes_exactly(server: Server) -> None:
     name = _stored_release(server, "written-status")
     status = dump(full_status())
-    patch = merge_patch({}, status)  # the operator's write of a first status
+    patch = status  # the operator's merge patch from no status to this one: the status itself
 
     rehearsal = server.write_status(name, patch)
     assert rehearsal.stored is not None, rehearsal.message
