@@ -469,6 +469,7 @@ MODEL_URI = "spec.serving.env must not set MODEL_URI: the operator sets it to th
 ENV_SOURCE = "spec.serving.env: set value or valueFrom, not both"
 RELEASE_NAME = RELEASE_NAME_RULE.message
 SIGNERS = "spec.verify.signersConfigMap is required when spec.verify.signature is Enforce or Warn"
+REVERIFY = "spec.verify.reverifyInterval must be at least 30s"
 
 SHAPING_VALUES: dict[str, Any] = {
     "image": "serve:1",
@@ -625,6 +626,11 @@ CASES: dict[str, RuleCases] = {
             {"signersConfigMap": "s"},
         ],
         [{"signature": "Enforce"}, {"signature": "Warn", "metrics": []}],
+    ),
+    REVERIFY: RuleCases(
+        "spec.verify",
+        [{}, *({"reverifyInterval": d} for d in ("30s", "30000ms", "0.5m", "24h", "168h", "1h30m"))],
+        [{"reverifyInterval": d} for d in ("29s", "29999ms", "0.49m", "0s", "10ms")],
     ),
     RELEASE_NAME: RuleCases(
         "",

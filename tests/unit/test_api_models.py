@@ -67,6 +67,7 @@ def test_defaults_of_a_minimal_spec() -> None:
             "metricsMode": "Enforce",
             "schema": "Enforce",
             "signature": "Off",
+            "reverifyInterval": "24h",
         },
         "serving": {
             "port": 8080,

@@ -79,6 +79,8 @@ _NO_MODEL_URI_ENV = (
 )
 _POLL_INTERVAL_BOUNDS = "spec.registry.pollInterval must be between 5s and 24h"
 _SIGNERS_REQUIRED = "spec.verify.signersConfigMap is required when spec.verify.signature is Enforce or Warn"
+_REVERIFY_BOUND = "spec.verify.reverifyInterval must be at least 30s"
+MIN_REVERIFY_INTERVAL_SECONDS = 30.0
 
 MIN_POLL_INTERVAL_SECONDS = 5.0
 MAX_POLL_INTERVAL_SECONDS = 86400.0
@@ -384,6 +386,11 @@ class VerifySpec(ApiModel):
         CelRule(
             "!has(self.signature) || self.signature == 'Off' || has(self.signersConfigMap)", _SIGNERS_REQUIRED
         ),
+        CelRule(
+            f"!has(self.reverifyInterval) || !self.reverifyInterval.matches('{DURATION_PATTERN}') || "
+            "duration(self.reverifyInterval) >= duration('30s')",
+            _REVERIFY_BOUND,
+        ),
     )
 
     require_ready: StrictBool = True
@@ -404,6 +411,10 @@ class VerifySpec(ApiModel):
     signers_config_map: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
     """ConfigMap in this namespace whose every value is a trusted PEM EC public key (P-256, P-384 or
     P-521); a signature by any one of them is valid. Read at each verification, so edits apply at once."""
+    reverify_interval: str = Field(default="24h", max_length=32, pattern=DURATION_PATTERN)
+    """How often the serving version's bytes are hashed again and compared with the digest verified
+    when it rolled out (a mismatch sets Degraded=True ServingArtifactChanged; the Deployment is left
+    alone); also how long a computed digest is trusted. At least 30s, e.g. `24h`, `1h30m`."""
 
     @model_validator(mode="after")
     def _unique_metrics(self) -> VerifySpec:
@@ -415,6 +426,16 @@ class VerifySpec(ApiModel):
         if self.signature != "Off" and self.signers_config_map is None:
             raise ValueError(_SIGNERS_REQUIRED)
         return self
+
+    @model_validator(mode="after")
+    def _reverify_bound(self) -> VerifySpec:
+        if parse_duration(self.reverify_interval) < MIN_REVERIFY_INTERVAL_SECONDS:
+            raise ValueError(_REVERIFY_BOUND)
+        return self
+
+    @property
+    def reverify_interval_seconds(self) -> float:
+        return parse_duration(self.reverify_interval)
 
 
 class EnvVar(TypedDict):
