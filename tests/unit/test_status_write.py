@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
-from status_server import json_merge_patch
 
 from modelrelease.api.models import ModelReleaseStatus
-from modelrelease.kube.client import merge_patch
+from modelrelease.kube.client import merge_diff
+from modelrelease.sandbox.apiserver.patch import merge_patch
 
 DIGEST_1 = "sha256:" + "1" * 64
 DIGEST_2 = "sha256:" + "2" * 64
@@ -126,7 +126,7 @@ def test_every_status_field_is_set_in_full() -> None:
 @pytest.mark.parametrize("path", _optional_paths(), ids=lambda p: ".".join(map(str, p)))
 def test_clearing_an_optional_status_field_removes_it_on_the_server(path: tuple[str | int, ...]) -> None:
     new = _without(FULL, path)
-    assert json_merge_patch(FULL, merge_patch(FULL, new)) == new
+    assert merge_patch(FULL, merge_diff(FULL, new)) == new
 
 
 def test_the_cases_that_were_stale() -> None:
@@ -134,14 +134,14 @@ def test_the_cases_that_were_stale() -> None:
     old = {**FULL, "current": {**FULL["current"], "digest": DIGEST_1}}
     new = copy.deepcopy(FULL)
     del new["current"]["digest"], new["resolved"]["digest"]
-    patch = merge_patch(old, new)
+    patch = merge_diff(old, new)
     assert patch["current"] == {"digest": None} and patch["resolved"] == {"digest": None}
-    assert json_merge_patch(old, patch) == new
+    assert merge_patch(old, patch) == new
 
 
 def test_an_unchanged_status_is_an_empty_patch() -> None:
-    assert merge_patch(FULL, copy.deepcopy(FULL)) == {}
-    assert merge_patch(None, FULL) == FULL
+    assert merge_diff(FULL, copy.deepcopy(FULL)) == {}
+    assert merge_diff(None, FULL) == FULL
 
 
 _scalars = st.one_of(st.booleans(), st.integers(), st.text(max_size=3))
@@ -158,4 +158,4 @@ _objects = st.dictionaries(st.sampled_from("abcde"), _json, max_size=5)
 @settings(suppress_health_check=[HealthCheck.too_slow])  # generation is slow on a busy machine
 @given(old=_objects, new=_objects)
 def test_the_patch_turns_any_object_into_any_other(old: dict[str, Any], new: dict[str, Any]) -> None:
-    assert json_merge_patch(old, merge_patch(old, new)) == new
+    assert merge_patch(old, merge_diff(old, new)) == new

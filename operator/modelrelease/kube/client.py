@@ -98,12 +98,12 @@ class Kube:
         """Make the status subresource hold exactly `new`, given `old`, the status as read in this pass (the
         operator never writes a release's spec). Sends nothing when the two are equal.
 
-        A JSON merge patch with explicit nulls (`merge_patch`) rather than a replace: the operator is the
+        A JSON merge patch with explicit nulls (`merge_diff`) rather than a replace: the operator is the
         only writer of the status, passes over one release run one at a time and each starts from a fresh
         GET, so `old` is what the server holds and the patch leaves exactly `new`. A PUT guarded by
         resourceVersion would add nothing but conflicts with every metadata write in between (kopf's own
         annotations on the release) and a re-read/retry path for them."""
-        patch = merge_patch(old, new)
+        patch = merge_diff(old, new)
         if not patch:
             return
         await self._run(
@@ -229,7 +229,7 @@ class Kube:
         await self._run(self._core.create_namespaced_event, meta["namespace"], body)
 
 
-def merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
+def merge_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
     """The RFC 7386 merge patch turning `old` into `new`: what `new` lacks becomes null (removed), objects
     in both are diffed key by key, anything else (lists too, which a merge patch replaces) is sent whole
     when it differs. Empty when the two are equal."""
@@ -238,7 +238,7 @@ def merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[s
     for key, value in new.items():
         before = old.get(key)
         if isinstance(value, Mapping) and isinstance(before, Mapping):
-            nested = merge_patch(before, value)
+            nested = merge_diff(before, value)
             if nested:
                 patch[key] = nested
         elif key not in old or before != value:
