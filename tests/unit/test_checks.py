@@ -207,6 +207,7 @@ class FakeRegistry:
     bundle: bytes | None = None
     error: Exception | None = None
     asked: list[str] = field(default_factory=list)
+    max_ages: list[float | None] = field(default_factory=list)
 
     def _ask(self, what: str) -> None:
         self.asked.append(what)
@@ -230,12 +231,16 @@ class FakeRegistry:
         self._ask(f"schema {mv.version}")
         return self.schemas.get(mv.version)
 
-    async def artifact_digest(self, mv: ModelVersion) -> str:
+    async def artifact_digest(self, mv: ModelVersion, *, max_age: float | None = None) -> str:
         self._ask(f"digest {mv.version}")
+        self.max_ages.append(max_age)
         return self.digest
 
-    async def artifact_entries(self, mv: ModelVersion) -> tuple[tuple[str, str], ...]:
+    async def artifact_entries(
+        self, mv: ModelVersion, *, max_age: float | None = None
+    ) -> tuple[tuple[str, str], ...]:
         self._ask(f"entries {mv.version}")
+        self.max_ages.append(max_age)
         return self.entries
 
     async def signature_bundle(self, mv: ModelVersion) -> bytes | None:
@@ -301,6 +306,13 @@ async def test_first_blocking_is_the_first_failed_check_in_order() -> None:
     assert outcomes(results)["Digest"] == "Failed"
     blocking = first_blocking(results)
     assert blocking is not None and blocking.check == "Metrics"
+
+
+async def test_a_digest_is_trusted_for_at_most_the_reverify_interval() -> None:
+    registry = FakeRegistry()
+    spec = release(reverifyInterval="1h", schema="Off")
+    await verify_candidate(spec, version("7", tags={TAG: DIGEST}), None, registry, no_signers)
+    assert registry.max_ages == [3600.0]
 
 
 async def test_spec_digest_is_compared_not_the_tag() -> None:

@@ -178,6 +178,25 @@ async def test_version_facts_are_computed_once_and_bounded() -> None:
     assert computed == ["1", "2", "3", "1"]  # "1" was evicted by "2" and "3"
 
 
+async def test_a_version_fact_older_than_the_callers_max_age_is_computed_again() -> None:
+    now = [100.0]
+    computed: list[float] = []
+
+    async def digest() -> str:
+        computed.append(now[0])
+        return f"sha256:{len(computed)}"
+
+    facts: VersionFactsCache[str] = VersionFactsCache(clock=lambda: now[0])
+    key = (TARGET, "fraud", "1")
+    assert await facts.get(key, digest) == "sha256:1"
+    now[0] += 29.9
+    assert await facts.get(key, digest, max_age=30) == "sha256:1"  # young enough
+    assert await facts.get(key, digest) == "sha256:1"  # no bound: any age
+    now[0] += 0.1
+    assert await facts.get(key, digest, max_age=30) == "sha256:2"  # 30 s old: read again
+    assert await facts.get(key, digest, max_age=30) == "sha256:2" and computed == [100.0, 130.0]
+
+
 def test_backoff_doubles_with_jitter_and_is_capped() -> None:
     policy = HttpPolicy(backoff_base=0.5, backoff_max=4.0)
     for attempt, ceiling in ((1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (9, 4.0)):

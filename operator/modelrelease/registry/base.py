@@ -92,11 +92,14 @@ class Registry(Protocol):
         """The MLmodel signature's inputs, or None when the model has no signature."""
         ...
 
-    async def artifact_entries(self, mv: ModelVersion) -> tuple[tuple[str, str], ...]:
-        """``(relative path, file sha256 hex)`` of every hashed file; each byte read once per version."""
+    async def artifact_entries(
+        self, mv: ModelVersion, *, max_age: float | None = None
+    ) -> tuple[tuple[str, str], ...]:
+        """``(relative path, file sha256 hex)`` of every hashed file, shared by every check: the bytes are
+        read again only when the entries were computed ``max_age`` seconds ago or more (None: never)."""
         ...
 
-    async def artifact_digest(self, mv: ModelVersion) -> str:
+    async def artifact_digest(self, mv: ModelVersion, *, max_age: float | None = None) -> str:
         """``sha256:<hex>`` over the canonical manifest of :meth:`artifact_entries`."""
         ...
 

@@ -133,26 +133,37 @@ class ResolutionCache:
 
 
 class VersionFactsCache(Generic[V]):
-    """Bounded LRU of facts that never change for a version (digest, input schema), single-flight."""
+    """Bounded LRU of facts about a version (per-file digests, input schema), single-flight. Stored bytes
+    can still change behind the registry's back, so a caller may ask for a fact no older than it trusts."""
 
-    def __init__(self, max_entries: int = VERSION_FACTS_CACHE_SIZE) -> None:
+    def __init__(
+        self, max_entries: int = VERSION_FACTS_CACHE_SIZE, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._max_entries = max_entries
-        self._values: OrderedDict[tuple[RegistryTarget, str, str], V] = OrderedDict()
+        self._clock = clock
+        self._values: OrderedDict[tuple[RegistryTarget, str, str], tuple[V, float]] = OrderedDict()
         self._flights: SingleFlight[tuple[RegistryTarget, str, str], V] = SingleFlight()
 
     async def get(
-        self, key: tuple[RegistryTarget, str, str], compute: Callable[[], Coroutine[Any, Any, V]]
+        self,
+        key: tuple[RegistryTarget, str, str],
+        compute: Callable[[], Coroutine[Any, Any, V]],
+        max_age: float | None = None,
     ) -> V:
-        if key in self._values:
+        """The fact, computed anew when there is none or it was computed ``max_age`` seconds ago or more
+        (None: any age will do)."""
+        found = self._values.get(key)
+        if found is not None and (max_age is None or self._clock() - found[1] < max_age):
             self._values.move_to_end(key)
-            return self._values[key]
+            return found[0]
         return await self._flights.run(key, partial(self._compute, key, compute))
 
     async def _compute(
         self, key: tuple[RegistryTarget, str, str], compute: Callable[[], Coroutine[Any, Any, V]]
     ) -> V:
         value = await compute()
-        self._values[key] = value
+        self._values[key] = (value, self._clock())
+        self._values.move_to_end(key)
         while len(self._values) > self._max_entries:
             self._values.popitem(last=False)
         return value

@@ -728,11 +728,13 @@ class MlflowRegistry:
     def _facts_key(self, mv: ModelVersion) -> tuple[RegistryTarget, str, str]:
         return (self.target, mv.name, mv.version)
 
-    async def artifact_entries(self, mv: ModelVersion) -> tuple[tuple[str, str], ...]:
+    async def artifact_entries(
+        self, mv: ModelVersion, *, max_age: float | None = None
+    ) -> tuple[tuple[str, str], ...]:
         if mv.status != READY:  # an upload still in progress must not be hashed, let alone cached
             message = f"{mv.uri} has registry status {mv.status}: its artifacts may be incomplete"
             raise RegistryError(message, reason="VersionNotReady")
-        return await self._shared.entries.get(self._facts_key(mv), partial(self._hash_files, mv))
+        return await self._shared.entries.get(self._facts_key(mv), partial(self._hash_files, mv), max_age)
 
     async def _hash_files(self, mv: ModelVersion) -> tuple[tuple[str, str], ...]:
         tree = await self._tree(mv)
@@ -746,8 +748,8 @@ class MlflowRegistry:
             raise RegistryError(message, reason="InvalidArtifactPath") from None
         return tuple([(path, await tree.sha256(path)) for path in files])
 
-    async def artifact_digest(self, mv: ModelVersion) -> str:
-        return manifest_digest(await self.artifact_entries(mv))
+    async def artifact_digest(self, mv: ModelVersion, *, max_age: float | None = None) -> str:
+        return manifest_digest(await self.artifact_entries(mv, max_age=max_age))
 
     async def signature_bundle(self, mv: ModelVersion) -> bytes | None:
         tree = await self._tree(mv)

@@ -247,7 +247,7 @@ async def _digest_result(spec: ModelReleaseSpec, candidate: ModelVersion, regist
     expected, source = expected_digest(spec.model.digest, candidate.tags, spec.verify.digest_tag)
     if mode == "Off" or expected is None:  # nothing to compare with: the hashing work would be wasted
         return check_digest(mode, candidate, expected, source, None)
-    actual = await _fact(registry.artifact_digest(candidate))
+    actual = await _fact(registry.artifact_digest(candidate, max_age=spec.verify.reverify_interval_seconds))
     if isinstance(actual, RegistryError):
         return _registry_error("Digest", mode, actual)
     return check_digest(mode, candidate, expected, source, actual)
@@ -281,7 +281,10 @@ async def _signature_result(
     bundle = await _fact(registry.signature_bundle(candidate)) if keys is not None else None
     if isinstance(bundle, RegistryError):
         return _registry_error("Signature", mode, bundle)
-    entries = await _fact(registry.artifact_entries(candidate)) if bundle is not None else ()
+    trusted_for = spec.verify.reverify_interval_seconds  # a digest older than that is computed again
+    entries = (
+        await _fact(registry.artifact_entries(candidate, max_age=trusted_for)) if bundle is not None else ()
+    )
     if isinstance(entries, RegistryError):
         return _registry_error("Signature", mode, entries)
     verdict = signature.verify(bundle, keys, f"ConfigMap {config_map}", entries)
