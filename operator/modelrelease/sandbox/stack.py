@@ -460,17 +460,25 @@ class _Stack:
 
 
 def _stop(components: Mapping[str, Mapping[str, Any]]) -> None:
-    """SIGTERM every live member of each component's process group, SIGKILL what is left after a bound."""
+    """Stop the components in the reverse of their start order: the API server's clients before it, the API
+    server before etcd (without etcd its graceful shutdown stalls until SIGKILL; measured 1 s with it)."""
+    for name in reversed(list(components)):
+        _stop_group(components[name])
+
+
+def _stop_group(component: Mapping[str, Any]) -> None:
+    """SIGTERM every live member of a component's process group, SIGKILL what is left after a bound."""
+    components = [component]
     for sig, bound in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, KILL_TIMEOUT)):
-        alive = _members(components.values())
+        alive = _members(components)
         for pid in alive:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + bound
         while alive and time.monotonic() < deadline:
             time.sleep(0.1)
-            _reap(components.values())
-            alive = _members(components.values())
+            _reap(components)
+            alive = _members(components)
         if not alive:
             return
 
