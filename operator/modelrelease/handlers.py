@@ -1,26 +1,29 @@
-"""Thin kopf handlers: configure once, trigger reconcile passes, map errors. The logic lives in
-`modelrelease.pipeline` (I/O) and `modelrelease.reconcile` (decisions).
+"""Thin kopf handlers: configure once, feed the watch into the scheduler, report health. The logic
+lives in `modelrelease.scheduler` (when passes run), `modelrelease.pipeline` (a pass's I/O) and
+`modelrelease.reconcile` (decisions).
 
-Triggers of a pass over a release: its creation, spec changes and operator start (change handlers,
-so kopf retries them on TemporaryError), and a per-release daemon that polls at
-spec.registry.pollInterval and is woken at once by events of the Deployment it serves through and by
-the MLflow webhook. Deleting a release needs nothing from the operator: the managed Deployment and
-Service are garbage-collected through their ownerReferences, and a targetRef Deployment is left
-serving the version it has.
+Releases are watched with an event handler only: kopf adds a finalizer when a release has daemons,
+timers or mandatory deletion handlers, and none exists here, so deleting a release (or its namespace)
+never waits for the operator. The API server garbage-collects the managed Deployment and Service through
+their ownerReferences; a targetRef Deployment is left serving the version it has. Event handlers store
+nothing on the release either (no progress or diff-base annotations): the only writes to a release are
+its status and, once, the removal of the finalizer earlier versions added.
+
+One scheduler task runs every pass (at startup each release is due at once, then at its pollInterval,
+sooner when its generation changes, its Deployment changes, or an MLflow webhook names its model).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
-from pydantic import ValidationError
 
 from modelrelease import metrics, pipeline, webhook
-from modelrelease.api.models import GROUP, PLURAL, VERSION, RegistrySpec
+from modelrelease.api.models import GROUP, PLURAL, VERSION
 from modelrelease.kube.client import Kube, load_config
 from modelrelease.registry.mlflow import MlflowRegistries
 from modelrelease.render.manifests import (
@@ -32,27 +35,22 @@ from modelrelease.render.manifests import (
 from modelrelease.settings import Settings, apply_mlflow_client_defaults
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
-PREFIX = "modelrelease.io"
-MAX_BACKOFF_S = 60.0
-DEFAULT_POLL_S = 60.0
+LEGACY_FINALIZER = "modelrelease.io/finalizer"
+"""Added by operator versions that polled with per-release kopf daemons; removed wherever it is seen."""
 
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_: Any) -> None:
     """All kopf and operator settings in one place."""
-    config = Settings.from_env()
+    # Both read files (kubeconfig, service-account token, environment): not on the event loop.
+    config = await asyncio.to_thread(Settings.from_env)
+    api = await asyncio.to_thread(load_config)
     apply_mlflow_client_defaults()
     # Our own Events carry the story; kopf posts only its warnings and errors (not every log line).
     settings.posting.enabled = True
     settings.posting.loggers = False
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "modelrelease-operator"
-    # Progress and the diff base live in annotations under our own prefix; the finalizer too.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
-    settings.persistence.finalizer = f"{PREFIX}/finalizer"
     # One replica with strategy Recreate: no peering (it is not leader election anyway).
     settings.peering.standalone = True
     settings.peering.mandatory = False
@@ -65,11 +63,11 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, logger: Logger, 
     settings.networking.error_backoffs = (1, 2, 5, 10, 20)
     # Every handler is async; the executor only serves kopf's own sync work.
     settings.execution.max_workers = 4
-    settings.background.cancellation_polling = 5
 
     registries = MlflowRegistries(observer=metrics.observe_registry_request)
-    operator = pipeline.Operator(settings=config, kube=Kube(load_config()), registries=registries)
+    operator = pipeline.Operator(settings=config, kube=Kube(api), registries=registries)
     memo.operator = operator
+    memo.scheduler_task = asyncio.create_task(operator.scheduler.run(), name="modelrelease scheduler")
     if config.metrics_port is not None:
         memo.metrics_server = metrics.MetricsServer(
             config.metrics_port, config.bind_address, registries.cache
@@ -83,6 +81,10 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, logger: Logger, 
 
 @kopf.on.cleanup()
 async def shutdown(memo: Any, **_: Any) -> None:
+    task: asyncio.Task[None] | None = memo.get("scheduler_task")
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     runner = memo.get("webhook_runner")
     if runner is not None:
         await runner.cleanup()
@@ -91,114 +93,47 @@ async def shutdown(memo: Any, **_: Any) -> None:
         server.close()
     operator: pipeline.Operator | None = memo.get("operator")
     if operator is not None:
+        await operator.scheduler.stop()
         await operator.registries.close()
         operator.kube.close()
 
 
-@kopf.on.probe(id="releases")
+@kopf.on.probe(id="releases", errors=kopf.ErrorsMode.PERMANENT)
 def releases_known(memo: Any, **_: Any) -> int:
+    """Releases the scheduler knows; the liveness endpoint fails when the scheduler has stopped."""
+    task: asyncio.Task[None] = memo.scheduler_task
+    if task.done():
+        raise kopf.PermanentError("the reconcile scheduler has stopped")
     operator: pipeline.Operator = memo.operator
-    return len(operator.releases)
+    return len(operator.scheduler.agenda)
 
 
-def _backoff(retry: int) -> float:
-    return min(MAX_BACKOFF_S, 2.0 ** max(retry, 0))
+def _without_legacy_finalizer(body: kopf.RawBody) -> None:
+    metadata = body["metadata"]
+    metadata["finalizers"] = [f for f in metadata.get("finalizers") or [] if f != LEGACY_FINALIZER]
 
 
-async def _pass(memo: Any, namespace: str, name: str, retry: int) -> None:
-    """One reconcile pass with kopf's error mapping."""
-    operator: pipeline.Operator = memo.operator
-    try:
-        await pipeline.reconcile(operator, namespace, name)
-    except pipeline.SpecError as exc:
-        raise kopf.PermanentError(str(exc)) from None
-    except pipeline.Transient as exc:
-        raise kopf.TemporaryError(str(exc), delay=_backoff(retry)) from None
-    except ApiException as exc:
-        if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (404, 409, 429):
-            raise kopf.PermanentError(
-                f"Kubernetes API refused a write: HTTP {exc.status} {exc.reason}"
-            ) from None
-        raise kopf.TemporaryError(
-            f"Kubernetes API: HTTP {exc.status} {exc.reason}", delay=_backoff(retry)
-        ) from None
-
-
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-async def release_changed(namespace: str | None, name: str, retry: int, memo: Any, **_: Any) -> None:
-    assert namespace is not None  # ModelRelease is namespaced
-    await _pass(memo, namespace, name, retry)
-
-
-@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-async def release_deleted(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """Forget in-memory state; the API server garbage-collects what the release owns."""
-    operator: pipeline.Operator = memo.operator
-    assert namespace is not None
-    operator.forget(namespace, name)
-
-
-def _poll_interval(spec: Any) -> float:
-    try:
-        return RegistrySpec.model_validate(dict(spec.get("registry") or {})).poll_interval_seconds
-    except ValidationError:
-        return DEFAULT_POLL_S
-
-
-async def _pause(state: pipeline.ReleaseState, stopped: kopf.DaemonStopped, delay: float) -> None:
-    """Sleep `delay` seconds, or less when woken or stopped."""
-    waiters = {asyncio.ensure_future(state.wake.wait()), asyncio.ensure_future(stopped.wait())}
-    try:
-        await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-    state.wake.clear()
-
-
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5)
-async def poll(
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def release_event(
+    event: Mapping[str, Any],
+    body: Any,
     namespace: str | None,
     name: str,
-    spec: Any,
-    stopped: kopf.DaemonStopped,
+    patch: kopf.Patch,
     memo: Any,
-    logger: Logger,
     **_: Any,
 ) -> None:
-    """Re-resolve every pollInterval (alias and stage move; a pinned version only needs the rollout
-    watched), sooner when woken; back off on transient failures."""
+    """Every watch event of a release (including the initial listing): schedule it, or forget it once it
+    is deleted or being deleted. A leftover finalizer of earlier versions is removed (a JSON patch that
+    kopf guards with the resourceVersion), so such a release can be deleted without the operator."""
     operator: pipeline.Operator = memo.operator
-    assert namespace is not None
-    state = operator.state(namespace, name)
-    failures = 0
-    delay = _poll_interval(spec)
-    while not stopped:
-        await _pause(state, stopped, delay)
-        if stopped:
-            break
-        interval = _poll_interval(spec)
-        try:
-            plan = await pipeline.reconcile(operator, namespace, name)
-        except pipeline.SpecError:
-            failures, delay = 0, interval  # recorded in status and an Event; retried at the next poll
-            continue
-        except (pipeline.Transient, ApiException) as exc:
-            failures += 1
-            delay = min(interval, _backoff(failures))
-            logger.warning("reconcile failed (attempt %d, next in %.0fs): %s", failures, delay, exc)
-            continue
-        except Exception:  # a bug must not end the polling of this release
-            failures += 1
-            delay = min(interval, _backoff(failures))
-            logger.exception("reconcile crashed (attempt %d, next in %.0fs)", failures, delay)
-            continue
-        failures = 0
-        if plan is None:
-            break
-        delay = min(interval, plan.requeue_after) if plan.requeue_after is not None else interval
+    assert namespace is not None  # ModelRelease is namespaced
+    if event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp"):
+        operator.forget(namespace, name)
+    else:
+        operator.observe(namespace, name, body)
+    if event.get("type") != "DELETED" and LEGACY_FINALIZER in (body["metadata"].get("finalizers") or []):
+        patch.fns.append(_without_legacy_finalizer)
 
 
 def _release_of(body: Any) -> str | None:
@@ -221,5 +156,5 @@ async def deployment_event(body: Any, namespace: str | None, memo: Any, **_: Any
     A watch-event handler stores nothing on the Deployment, so targetRef Deployments stay untouched."""
     release = _release_of(body)
     operator: pipeline.Operator = memo.operator
-    if release is not None and namespace is not None and (namespace, release) in operator.releases:
+    if release is not None and namespace is not None:
         operator.wake(namespace, release)

@@ -6,14 +6,15 @@ cache) and, when the decision says so, verifies the candidate. Writes, in this o
 status first makes a crash in between harmless: the next pass sees the Deployment disagree with the
 status and re-applies (see `modelrelease.reconcile.decide`).
 
-No kopf here: handlers.py maps the exceptions below onto kopf's.
+No kopf here: the scheduler (`modelrelease.scheduler`) runs passes through :func:`run_pass`, which maps
+every failure onto what happens next with :func:`outcome_of`, the one mapping whatever triggered the pass.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -23,16 +24,23 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelrelease import metrics
-from modelrelease.api.models import ModelReleaseSpec, ModelReleaseStatus, parse_model_uri
+from modelrelease.api.models import ModelReleaseSpec, ModelReleaseStatus, RegistrySpec, parse_model_uri
 from modelrelease.kube.client import Kube, Refused
 from modelrelease.reconcile import Deploy, Plan, decide, refused
-from modelrelease.registry.base import ModelVersion, RegistryError, RegistryTarget, RegistryUnavailable
+from modelrelease.registry.base import (
+    ModelVersion,
+    RegistryError,
+    RegistryTarget,
+    RegistryUnavailable,
+    tracking_uri_problem,
+)
 from modelrelease.registry.mlflow import MlflowRegistries, MlflowRegistry
 from modelrelease.render import manifests
 from modelrelease.render.observe import observe
 from modelrelease.render.pin import ReleaseRef
+from modelrelease.scheduler import Outcome, PassResult, Scheduler
 from modelrelease.settings import Settings
-from modelrelease.verify.checks import CheckResult, Signers, verify_candidate
+from modelrelease.verify.checks import CheckResult, Serving, Signers, verify_candidate
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +60,16 @@ class Transient(Exception):
     """The registry is (for now) unavailable; recorded in status, worth retrying with backoff."""
 
 
+Key = tuple[str, str]
+"""(namespace, name) of a release."""
+
+
 @dataclass
 class ReleaseState:
-    """In-memory bookkeeping per release: one pass at a time, and a way to wake its poller."""
+    """In-memory bookkeeping per release, beside its due time in the scheduler."""
 
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
     model: str | None = None
+    """spec.model.name as last seen, so that a registry push about a model wakes its releases."""
     refresh: bool = False
     """The next pass must not use a cached registry answer (a webhook said it changed)."""
 
@@ -70,27 +81,83 @@ class Operator:
     settings: Settings
     kube: Kube
     registries: MlflowRegistries
-    releases: dict[tuple[str, str], ReleaseState] = field(default_factory=dict)
+    releases: dict[Key, ReleaseState] = field(default_factory=dict)
+    scheduler: Scheduler[Key] = field(init=False)
 
-    def state(self, namespace: str, name: str) -> ReleaseState:
-        return self.releases.setdefault((namespace, name), ReleaseState())
+    def __post_init__(self) -> None:
+        self.scheduler = Scheduler(partial(run_pass, self))
+
+    def observe(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        """A watch event of a release that is not being deleted: remember what it follows, and let the
+        scheduler register it or, when its generation changed, run it now."""
+        spec = body.get("spec") or {}
+        model = spec.get("model") if isinstance(spec, Mapping) else None
+        state = self.releases.setdefault((namespace, name), ReleaseState())
+        state.model = model.get("name") if isinstance(model, Mapping) else None
+        generation = int(body["metadata"].get("generation") or 1)
+        self.scheduler.observe((namespace, name), poll_interval(spec), generation)
 
     def forget(self, namespace: str, name: str) -> None:
         self.releases.pop((namespace, name), None)
+        self.scheduler.forget((namespace, name))
 
     def wake(self, namespace: str, name: str) -> None:
-        self.state(namespace, name).wake.set()
+        self.scheduler.wake((namespace, name))
 
     def model_changed(self, model: str) -> int:
         """A registry push about `model`: drop its cached answers, wake the releases that follow it."""
         self.registries.cache.invalidate(model)
         woken = 0
-        for state in self.releases.values():
-            if state.model == model:
+        for key, state in self.releases.items():
+            if state.model == model and self.scheduler.wake(key):
                 state.refresh = True
-                state.wake.set()
                 woken += 1
         return woken
+
+
+def poll_interval(spec: object) -> float:
+    """spec.registry.pollInterval in seconds; the default when the spec does not say it readably (the
+    pass then records what is wrong with the spec)."""
+    try:
+        registry = spec.get("registry") if isinstance(spec, Mapping) else None
+        return RegistrySpec.model_validate(registry or {}).poll_interval_seconds
+    except ValueError:
+        return RegistrySpec().poll_interval_seconds
+
+
+def outcome_of(exc: Exception) -> Outcome:
+    """What follows a failed pass, whatever triggered it: a problem waiting cannot fix (a bad spec, a write
+    the API server refuses as invalid or forbidden) is looked at again after the poll interval; registry
+    outages, API server hiccups (404, 409, 429, 5xx) and bugs back off."""
+    if isinstance(exc, SpecError):
+        return Outcome.PERMANENT
+    status = exc.status if isinstance(exc, ApiException) else None
+    if status is not None and 400 <= status < 500 and status not in (404, 409, 429):
+        return Outcome.PERMANENT
+    return Outcome.TRANSIENT
+
+
+async def run_pass(op: Operator, key: Key) -> PassResult:
+    """One pass over the release `key` for the scheduler: never raises."""
+    namespace, name = key
+    try:
+        plan = await reconcile(op, namespace, name)
+    except Exception as exc:
+        outcome = outcome_of(exc)
+        if isinstance(exc, SpecError):
+            logger.info("%s/%s: %s", namespace, name, exc)  # in its status and an Event already
+        elif isinstance(exc, ApiException):
+            log = logger.error if outcome is Outcome.PERMANENT else logger.warning
+            log("%s/%s: Kubernetes API answered HTTP %s %s", namespace, name, exc.status, exc.reason)
+        elif isinstance(exc, Transient):
+            logger.warning("%s/%s: %s", namespace, name, exc)
+        else:
+            logger.exception("reconcile of %s/%s crashed", namespace, name)
+        return PassResult(outcome)
+    if plan is None:
+        op.releases.pop(key, None)
+        return PassResult(Outcome.GONE)
+    return PassResult(Outcome.OK, plan.requeue_after)
 
 
 def _validation_field(exc: ValidationError) -> tuple[str, str]:
@@ -107,6 +174,9 @@ async def _target(op: Operator, namespace: str, spec: ModelReleaseSpec) -> Regis
             "not set, and the operator has no MODELRELEASE_DEFAULT_TRACKING_URI",
             "TrackingUriMissing",
         )
+    invalid = tracking_uri_problem(uri)
+    if invalid is not None:
+        return SpecError("spec.registry.trackingUri", f"{uri!r}: {invalid}", invalid.reason)
     if not op.settings.tracking_uri_allowed(uri):
         return SpecError(
             "spec.registry.trackingUri",
@@ -138,16 +208,17 @@ async def _target(op: Operator, namespace: str, spec: ModelReleaseSpec) -> Regis
 
 
 async def _serving_version(
-    registry: MlflowRegistry, status: ModelReleaseStatus | None
-) -> ModelVersion | None:
-    """The version serving now, for the schema check (None when unknown or unreadable)."""
-    if status is None or status.current is None:
+    spec: ModelReleaseSpec, registry: MlflowRegistry, status: ModelReleaseStatus | None
+) -> Serving:
+    """The version serving now for the Schema check (read only when the check is on): None when none
+    serves, else the version or why the registry could not describe it."""
+    if spec.verify.schema_ == "Off" or status is None or status.current is None:
         return None
+    name, _kind, version = parse_model_uri(status.current.model_uri)  # checked by _read_status
     try:
-        name, _kind, version = parse_model_uri(status.current.model_uri)
         return await registry.get_version(name, version)
-    except (ValueError, RegistryError):
-        return None
+    except RegistryError as exc:
+        return exc
 
 
 async def _verify(
@@ -159,17 +230,17 @@ async def _verify(
 ) -> tuple[list[CheckResult], str | None] | RegistryUnavailable:
     try:
         results = await verify_candidate(
-            spec, mv, await _serving_version(registry, status), registry, signers
+            spec, mv, await _serving_version(spec, registry, status), registry, signers
         )
+        codes = {r.check: r.code for r in results}
+        digest = None
+        if (
+            codes.get("Digest") in ("DigestMatched", "DigestMismatch")
+            or codes.get("Signature") == "SignatureVerified"
+        ):
+            digest = await registry.artifact_digest(mv)  # the checks hashed the files already: a cache hit
     except RegistryUnavailable as exc:
         return exc
-    codes = {r.check: r.code for r in results}
-    digest = None
-    if (
-        codes.get("Digest") in ("DigestMatched", "DigestMismatch")
-        or codes.get("Signature") == "SignatureVerified"
-    ):
-        digest = await registry.artifact_digest(mv)  # the checks hashed the files already: a cache hit
     return results, digest
 
 
@@ -177,46 +248,65 @@ async def reconcile(op: Operator, namespace: str, name: str) -> Plan | None:
     """One pass; returns the plan carried out (None when the release is gone).
 
     Raises SpecError (bad spec, recorded), Transient (registry unavailable, recorded), or the
-    Kubernetes client's ApiException for API failures (nothing half-written that matters)."""
-    state = op.state(namespace, name)
-    async with state.lock:
-        started = time.monotonic()
-        try:
-            plan = await _reconcile(op, state, namespace, name)
-        except SpecError:
-            metrics.RECONCILES.labels("spec-error").inc()
-            raise
-        except Transient:
-            metrics.RECONCILES.labels("registry-unavailable").inc()
-            raise
-        except Exception:
-            metrics.RECONCILES.labels("error").inc()
-            raise
-        finally:
-            metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-        metrics.RECONCILES.labels("ok").inc()
-        return plan
+    Kubernetes client's ApiException for API failures (nothing half-written that matters). The scheduler
+    runs at most one pass per release at a time."""
+    started = time.monotonic()
+    try:
+        plan = await _reconcile(op, namespace, name)
+    except SpecError:
+        metrics.RECONCILES.labels("spec-error").inc()
+        raise
+    except Transient:
+        metrics.RECONCILES.labels("registry-unavailable").inc()
+        raise
+    except Exception:
+        metrics.RECONCILES.labels("error").inc()
+        raise
+    finally:
+        metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+    metrics.RECONCILES.labels("ok").inc()
+    return plan
 
 
-async def _reconcile(op: Operator, state: ReleaseState, namespace: str, name: str) -> Plan | None:
+def _read_status(body: Mapping[str, Any]) -> ModelReleaseStatus | None:
+    """The status as the operator wrote it, or None when there is none or it cannot be read (a restored
+    backup, a hand edit: then it is rebuilt from the Deployment). Every model URI it records must be a
+    pinned version URI, as the operator writes them."""
+    if not body.get("status"):
+        return None
+    meta = body["metadata"]
+    try:
+        status = ModelReleaseStatus.model_validate(body["status"])
+        for entry in (status.current, *status.history):
+            if entry is not None and parse_model_uri(entry.model_uri)[1:] != ("version", entry.version):
+                raise ValueError(f"{entry.model_uri!r} is not the pinned URI of version {entry.version}")
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        detail = " ".join(str(exc).split())[:300]
+        logger.warning(
+            "status of %s/%s is unreadable (%s); rebuilding it from the Deployment",
+            meta["namespace"],
+            meta["name"],
+            detail,
+        )
+        return None
+    return status
+
+
+async def _reconcile(op: Operator, namespace: str, name: str) -> Plan | None:
     body = await op.kube.get_release(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
+    state = op.releases.get((namespace, name)) or ReleaseState()
     meta = body["metadata"]
     release = ReleaseRef(name=name, namespace=namespace, uid=meta["uid"])
     generation = int(meta.get("generation") or 1)
-    try:
-        status = ModelReleaseStatus.model_validate(body["status"]) if body.get("status") else None
-    except ValidationError:
-        logger.warning("status of %s/%s is unreadable; rebuilding it from the Deployment", namespace, name)
-        status = None
+    status = _read_status(body)
     try:
         spec = ModelReleaseSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
         path, message = _validation_field(exc)
         await _record_bad_spec(op, body, SpecError(path, message, "InvalidSpec"))
         raise SpecError(path, message, "InvalidSpec") from None
-    state.model = spec.model.name
 
     deployment_name = spec.serving.target_ref.name if spec.serving.target_ref else name
     live = await op.kube.get_deployment(namespace, deployment_name)

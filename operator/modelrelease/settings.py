@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from modelrelease.registry.base import tracking_uri_problem
+
 DEFAULT_IMAGE = "modelrelease-serving:0.1.0"
 MLFLOW_CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
@@ -42,8 +44,7 @@ class SettingsError(ValueError):
 
 
 def _is_http_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    return tracking_uri_problem(value) is None
 
 
 def _port(env: Mapping[str, str], name: str, default: int | None) -> int | None:
@@ -81,7 +82,7 @@ class Settings:
             raise SettingsError(f"MODELRELEASE_DEFAULT_TRACKING_URI={default_uri!r}: expected an http(s) URL")
         allowed = _list(env, "MODELRELEASE_ALLOWED_TRACKING_URIS")
         for prefix in allowed:
-            if urlsplit(prefix).scheme not in ("http", "https"):
+            if not _is_http_url(prefix):
                 raise SettingsError(
                     f"MODELRELEASE_ALLOWED_TRACKING_URIS: {prefix!r} is not an http:// or https:// prefix"
                 )

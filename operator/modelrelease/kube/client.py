@@ -171,10 +171,16 @@ class Kube:
 
         Read as raw JSON: an HPA its controller has not yet given a status does not fit the client's
         typed model, and only spec.scaleTargetRef matters here."""
-        response: Any = await self._run(
-            self._autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace, _preload_content=False
-        )
-        listing: dict[str, Any] = json.loads(response.data)  # an urllib3 response without preloading
+
+        def read(_request_timeout: float) -> dict[str, Any]:
+            # Unpreloaded, the body is read by `.data`: here, in the pool thread, not on the event loop.
+            response: Any = self._autoscaling.list_namespaced_horizontal_pod_autoscaler(
+                namespace, _preload_content=False, _request_timeout=_request_timeout
+            )
+            listing: dict[str, Any] = json.loads(response.data)
+            return listing
+
+        listing = await self._run(read)
         return any(
             (hpa.get("spec", {}).get("scaleTargetRef") or {}).get("kind") == "Deployment"
             and hpa["spec"]["scaleTargetRef"].get("name") == deployment

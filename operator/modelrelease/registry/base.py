@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from modelrelease.api.models import ModelRef, pinned_uri
 
@@ -69,6 +70,18 @@ class ModelNotFound(RegistryError):
     """reason: ModelNotFound | VersionNotFound | AliasNotFound | StageNotFound."""
 
     default_reason = "ModelNotFound"
+
+
+def tracking_uri_problem(uri: str) -> RegistryError | None:
+    """Why `uri` cannot address a registry (it must be an http(s) URL with a host), or None."""
+    try:
+        parts = urlsplit(uri.strip())
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError as exc:
+        return RegistryError(f"tracking URI is not a valid URL: {exc}", reason="InvalidTrackingUri")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return RegistryError("tracking URI must be an http(s) URL", reason="UnsupportedTrackingUri")
+    return None
 
 
 class Registry(Protocol):

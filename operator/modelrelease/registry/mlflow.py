@@ -52,6 +52,7 @@ from modelrelease.registry.base import (
     RegistryError,
     RegistryTarget,
     RegistryUnavailable,
+    tracking_uri_problem,
 )
 from modelrelease.registry.cache import (
     VERSION_FACTS_CACHE_SIZE,
@@ -168,13 +169,10 @@ def _retry_after(value: str | None) -> float | None:
 
 def _endpoint(target: RegistryTarget) -> tuple[str, dict[str, str]]:
     """(base URL without credentials, auth headers) for a target; credentials in the URL are honoured."""
-    try:
-        parts = urlsplit(target.tracking_uri.strip())
-        parts.port  # noqa: B018 -- raises ValueError for a port out of range
-    except ValueError as exc:
-        raise RegistryError(f"tracking URI is not a valid URL: {exc}", reason="InvalidTrackingUri") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RegistryError("tracking URI must be an http(s) URL", reason="UnsupportedTrackingUri")
+    problem = tracking_uri_problem(target.tracking_uri)
+    if problem is not None:
+        raise problem
+    parts = urlsplit(target.tracking_uri.strip())
     base = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path.rstrip('/')}"
     username, password = target.username, target.password
     if username is None and target.token is None and parts.username is not None:

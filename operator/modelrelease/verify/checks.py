@@ -33,6 +33,8 @@ from modelrelease.verify import signature
 T = TypeVar("T")
 
 Column = Mapping[str, Any]
+Serving = ModelVersion | RegistryError | None
+"""The version serving now for the Schema check: None when none serves, or why it could not be read."""
 Signers = Callable[[str], Awaitable[Mapping[str, str] | None]]
 """Reads a ConfigMap of the release's namespace by name: its data, or None when it does not exist."""
 
@@ -254,10 +256,16 @@ async def _digest_result(spec: ModelReleaseSpec, candidate: ModelVersion, regist
 
 
 async def _schema_result(
-    spec: ModelReleaseSpec, candidate: ModelVersion, serving: ModelVersion | None, registry: Registry
+    spec: ModelReleaseSpec, candidate: ModelVersion, serving: Serving, registry: Registry
 ) -> CheckResult:
     mode = spec.verify.schema_
-    if mode == "Off" or serving is None or serving.version == candidate.version:
+    if mode == "Off":
+        return _off("Schema")
+    if isinstance(serving, RegistryUnavailable):
+        raise serving  # retried later: an enabled check is never skipped for want of a fact
+    if isinstance(serving, RegistryError):
+        return _registry_error("Schema", mode, serving)
+    if serving is None or serving.version == candidate.version:
         return check_schema(mode, candidate, serving, None, None)
     new, old = await asyncio.gather(
         _fact(registry.input_schema(candidate)), _fact(registry.input_schema(serving))
@@ -294,12 +302,13 @@ async def _signature_result(
 async def verify_candidate(
     spec: ModelReleaseSpec,
     candidate: ModelVersion,
-    serving: ModelVersion | None,
+    serving: Serving,
     registry: Registry,
     signers: Signers = no_config_maps,
 ) -> list[CheckResult]:
     """All five checks, in the order RegistryReady, Metrics, Digest, Signature, Schema; facts fetched
-    concurrently.
+    concurrently. ``serving`` is the version serving now, None when none does, or the error that kept
+    it from being read (which the Schema check reports instead of skipping).
 
     Raises RegistryUnavailable when the registry or object store is transiently unreachable.
     """
