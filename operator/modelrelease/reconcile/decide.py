@@ -469,20 +469,7 @@ def _candidate(
     observed: ObservedDeployment | None,
 ) -> tuple[Deploy | None, ModelVersion | None]:
     """Verify and start rolling out the resolved version when it is new (see the module docstring)."""
-    spec = work.spec
-    if work.current is not None and work.current.model_uri == mv.uri:
-        return None, None
-    last = next((e for e in reversed(work.history) if e.outcome != "Blocked"), None)
-    if (
-        last is not None
-        and last.outcome == "Failed"
-        and last.model_uri == mv.uri
-        and last.release_generation == work.generation
-    ):
-        return None, None  # the Deployment still carries exactly this failed attempt: nothing to retry
-    if not spec.serving.managed and observed is None:
-        return None, None  # nothing to repoint yet
-    if _verified_for(work.prev, mv.version, work.generation):
+    if not _wanted(work, mv, observed):
         return None, None
     if verification is None:
         return None, mv
@@ -495,25 +482,53 @@ def _candidate(
     pin = Pin(model=mv.name, version=mv.version, digest=work.resolved.digest if work.resolved else None)
     blocker = first_blocking(verification)
     if blocker is not None:
-        code = _check_code(blocker)
-        message = f"version {mv.version} blocked: {_one_line(blocker.reason)}"
-        work.history.append(
-            HistoryEntry(
-                version=mv.version,
-                model_uri=mv.uri,
-                digest=pin.digest,
-                started_at=work.now,
-                finished_at=work.now,
-                outcome="Blocked",
-                reason=code,
-                message=message[:4096],
-                release_generation=work.generation,
-            )
-        )
-        work.condition("Verified", "False", code, message)
-        work.events.append(Event("Warning", code, message))
-        work.blocked = blocker
+        _block(work, mv, pin, blocker)
         return None, None
+    return _start_rollout(work, mv, pin, verification), None
+
+
+def _wanted(work: _Work, mv: ModelVersion, observed: ObservedDeployment | None) -> bool:
+    """Whether the resolved version is a candidate at all: not serving, not the failed attempt the
+    Deployment still carries, something to repoint, and not verified already under this generation."""
+    if work.current is not None and work.current.model_uri == mv.uri:
+        return False
+    last = next((e for e in reversed(work.history) if e.outcome != "Blocked"), None)
+    if (
+        last is not None
+        and last.outcome == "Failed"
+        and last.model_uri == mv.uri
+        and last.release_generation == work.generation
+    ):
+        return False  # the Deployment still carries exactly this failed attempt: nothing to retry
+    if not work.spec.serving.managed and observed is None:
+        return False  # nothing to repoint yet
+    return not _verified_for(work.prev, mv.version, work.generation)
+
+
+def _block(work: _Work, mv: ModelVersion, pin: Pin, blocker: CheckResult) -> None:
+    """Record the candidate as Blocked by the check that failed it."""
+    code = _check_code(blocker)
+    message = f"version {mv.version} blocked: {_one_line(blocker.reason)}"
+    work.history.append(
+        HistoryEntry(
+            version=mv.version,
+            model_uri=mv.uri,
+            digest=pin.digest,
+            started_at=work.now,
+            finished_at=work.now,
+            outcome="Blocked",
+            reason=code,
+            message=message[:4096],
+            release_generation=work.generation,
+        )
+    )
+    work.condition("Verified", "False", code, message)
+    work.events.append(Event("Warning", code, message))
+    work.blocked = blocker
+
+
+def _start_rollout(work: _Work, mv: ModelVersion, pin: Pin, verification: Sequence[CheckResult]) -> Deploy:
+    """Record the verified candidate (with any warnings) as the rollout in flight."""
     warned = [r for r in verification if r.outcome == "Warned"]
     if warned:
         detail = "; ".join(f"{r.check}: {_one_line(r.reason)}" for r in warned)
@@ -532,7 +547,7 @@ def _candidate(
         )
     )
     work.events.append(Event("Normal", "RolloutStarted", f"rolling out version {mv.version} ({mv.uri})"))
-    return Deploy(pin, work.generation, "Rollout"), None
+    return Deploy(pin, work.generation, "Rollout")
 
 
 def _repair(work: _Work, observed: ObservedDeployment | None, respec: bool) -> Deploy | None:
