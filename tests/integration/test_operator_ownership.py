@@ -10,14 +10,20 @@ previous version keeps serving; a quantity the CRD can check is refused at admis
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from typing import Any
 
+import kubernetes
 import pytest
 from helpers import Cluster, Models, Operator, eventually, history, model_name, ready_on, release_spec
 from kubernetes.client.exceptions import ApiException
 
-from modelrelease.api.models import GROUP, VERSION
+from modelrelease.api.models import GROUP, VERSION, ModelReleaseSpec
+from modelrelease.kube.client import Kube
+from modelrelease.render import manifests
+from modelrelease.render.pin import Pin, ReleaseRef
 from modelrelease.sandbox.stack import SandboxInfo
 
 pytestmark = pytest.mark.slow
@@ -215,6 +221,26 @@ def test_a_target_ref_owner_keeps_everything_but_model_uri_and_the_annotations(
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env == {"WORKERS": "8", "MODEL_URI": uri}
     assert deployment["spec"]["template"]["metadata"]["annotations"]["modelrelease.io/version"] == v1
+
+
+def test_a_target_ref_apply_never_creates_the_deployment(
+    cluster: Cluster, sandbox: SandboxInfo, ns: str
+) -> None:
+    """The uid in targetRef mode's apply configuration is a precondition: a Deployment deleted meanwhile
+    is a conflict (retried), not a Deployment created from MODEL_URI and a few annotations."""
+    gone = {**TARGET, "metadata": {"name": "scorer", "namespace": ns, "uid": str(uuid.uuid4())}}
+    spec = ModelReleaseSpec.model_validate(
+        {"model": {"name": "m", "alias": "a"}, "serving": {"targetRef": {"name": "scorer"}}}
+    )
+    applied = manifests.target_apply(ReleaseRef("fraud", ns, str(uuid.uuid4())), spec, gone, Pin("m", "1"), 1)
+    kube = Kube(kubernetes.config.new_client_from_config(config_file=str(sandbox.kubeconfig)))
+    try:
+        with pytest.raises(ApiException) as conflict:
+            asyncio.run(kube.apply_deployment(applied))
+    finally:
+        kube.close()
+    assert conflict.value.status == 409 and "uid mismatch" in (conflict.value.body or "")
+    assert cluster.deployment(ns, "scorer") is None
 
 
 def _rejected(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
