@@ -31,6 +31,10 @@ VERIFICATION_FAILURES = Counter(
 )
 ROLLOUTS = Counter("modelrelease_rollouts_total", "Rollouts of a verified version, by outcome.", ["outcome"])
 ROLLBACKS = Counter("modelrelease_rollbacks_total", "Automatic rollbacks after a failed rollout.")
+SERVING_ARTIFACT_CHANGES = Counter(
+    "modelrelease_serving_artifact_changes_total",
+    "Serving versions found, on re-verification, to hash to other bytes than those verified.",
+)
 
 
 def observe_registry_request(operation: str, outcome: str, seconds: float) -> None:

@@ -27,6 +27,7 @@ from modelrelease import metrics
 from modelrelease.api.models import ModelReleaseSpec, ModelReleaseStatus, RegistrySpec, parse_model_uri
 from modelrelease.kube.client import Kube, Refused
 from modelrelease.reconcile import Deploy, Plan, decide, refused
+from modelrelease.reconcile.decide import ARTIFACT_CHANGED, Reverified
 from modelrelease.registry.base import (
     ModelVersion,
     RegistryError,
@@ -244,6 +245,25 @@ async def _verify(
     return results, digest
 
 
+async def _reverify(
+    spec: ModelReleaseSpec, registry: MlflowRegistry, status: ModelReleaseStatus | None
+) -> Reverified | None:
+    """The digest of the serving version's bytes, streamed again once the cached one is reverifyInterval
+    old (a cache hit until then); None when nothing verified serves, or the store is unreachable for now."""
+    current = status.current if status is not None else None
+    if current is None or current.digest is None:
+        return None
+    try:
+        name, _kind, version = parse_model_uri(current.model_uri)
+        serving = await registry.get_version(name, version)
+        digest = await registry.artifact_digest(serving, max_age=spec.verify.reverify_interval_seconds)
+    except (ValueError, RegistryUnavailable):
+        return None
+    except RegistryError as exc:
+        return Reverified(current.version, None, str(exc))
+    return Reverified(current.version, digest)
+
+
 async def reconcile(op: Operator, namespace: str, name: str) -> Plan | None:
     """One pass; returns the plan carried out (None when the release is gone).
 
@@ -333,17 +353,28 @@ async def _reconcile(op: Operator, namespace: str, name: str) -> Plan | None:
             resolution = await registry.resolve(spec.model, max_age=max_age)
         except RegistryError as exc:
             resolution = exc
+    reverified = await _reverify(spec, registry, status) if registry is not None else None
 
-    plan = decide(spec, generation, status, resolution, None, observed, now)
+    plan = decide(spec, generation, status, resolution, None, observed, now, reverified=reverified)
     if plan.verify is not None and registry is not None and isinstance(resolution, ModelVersion):
         signers = partial(op.kube.config_map_data, namespace)
         verified = await _verify(spec, resolution, status, registry, signers)
         if isinstance(verified, RegistryUnavailable):
             resolution = verified
-            plan = decide(spec, generation, status, resolution, None, observed, now)
+            plan = decide(spec, generation, status, resolution, None, observed, now, reverified=reverified)
         else:
             results, digest = verified
-            plan = decide(spec, generation, status, resolution, results, observed, now, digest=digest)
+            plan = decide(
+                spec,
+                generation,
+                status,
+                resolution,
+                results,
+                observed,
+                now,
+                digest=digest,
+                reverified=reverified,
+            )
 
     await op.kube.write_release_status(namespace, name, body.get("status"), plan.status_json)
     if plan.deploy is not None:
@@ -449,5 +480,7 @@ def _count(plan: Plan) -> None:
             metrics.ROLLOUTS.labels("failed").inc()
             if event.reason == "RolledBack":
                 metrics.ROLLBACKS.inc()
+        elif event.reason == ARTIFACT_CHANGED:
+            metrics.SERVING_ARTIFACT_CHANGES.inc()
     if plan.blocked is not None:
         metrics.VERIFICATION_FAILURES.labels(plan.blocked.check, plan.blocked.code).inc()

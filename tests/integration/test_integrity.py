@@ -152,7 +152,14 @@ def test_enforce_serves_a_trusted_signature_and_blocks_the_rest(
     assert digest == models.stamp(model, v1)  # what `modelrelease stamp` computes, though the check was off
     # What the pods check at load: the verified digest, and the default image's `modelrelease serve`.
     assert digest_env(cluster, ns, "fraud") == digest
-    assert container(cluster, ns, "fraud")["command"] == ["modelrelease", "serve", "--port", "8080"]
+    assert container(cluster, ns, "fraud")["command"] == [
+        "modelrelease",
+        "serve",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8080",
+    ]
 
     cases = []
     untrusted = models.register(model)
@@ -389,3 +396,59 @@ def test_serve_refuses_bytes_altered_after_verification(
     ), line
     assert line.split(" has digest ")[1].split(",")[0] != verified
     assert served.log.read_text() == line  # the same one line on stderr, nothing else
+
+
+# ------------------------------------------------------------------------------ re-verification
+
+
+def degraded_reason(cluster: Cluster, namespace: str, name: str, status: str) -> dict[str, Any]:
+    condition = cluster.condition(namespace, name, "Degraded")
+    return condition if condition.get("status") == status else {}
+
+
+def test_reverification_notices_altered_serving_bytes_and_clears_when_restored(
+    cluster: Cluster, models: Models, operator: Operator, ns: str
+) -> None:
+    model = model_name("reverify")
+    v1 = models.register(model)
+    models.move_alias(model, v1)
+    cluster.apply_release(ns, "fraud", release_spec(model, verify={"reverifyInterval": "30s"}))
+    eventually("v1 Ready", partial(ready_on, cluster, ns, "fraud", model, v1))
+    verified = cluster.status(ns, "fraud")["current"]["digest"]
+    before = cluster.deployment(ns, "fraud")
+    assert before is not None
+    changes = operator.metric("modelrelease_serving_artifact_changes_total")
+
+    uri = models.client.get_model_version_download_uri(model, v1)
+    prefix = uri.split(":", 1)[1].lstrip("/")
+    listing = models.s3.list_objects_v2(Bucket=models.sandbox.bucket, Prefix=prefix)
+    key = next(o["Key"] for o in listing["Contents"] if o["Key"].endswith(("model.skops", "model.pkl")))
+    original = models.s3.get_object(Bucket=models.sandbox.bucket, Key=key)["Body"].read()
+    assert models.tamper(model, v1) == key
+
+    condition = eventually(
+        "Degraded=True after the next re-hash",
+        partial(degraded_reason, cluster, ns, "fraud", "True"),
+        timeout=120,
+    )
+    assert condition["reason"] == "ServingArtifactChanged"
+    assert condition["message"].startswith(f"version {v1}: its artifacts now hash to sha256:")
+    assert f"not the verified {verified}" in condition["message"]
+    status = cluster.status(ns, "fraud")
+    assert status["phase"] == "Degraded" and status["current"]["digest"] == verified
+    warnings = [e for e in cluster.events(ns, "fraud") if e["reason"] == "ServingArtifactChanged"]
+    assert [e["type"] for e in warnings] == ["Warning"]
+    assert operator.metric("modelrelease_serving_artifact_changes_total") == changes + 1
+    after = cluster.deployment(ns, "fraud")
+    assert after is not None  # left alone: its pods refuse the altered bytes when they next start
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["spec"]["template"] == before["spec"]["template"]
+
+    models.s3.put_object(Bucket=models.sandbox.bucket, Key=key, Body=original)
+    eventually(
+        "Degraded=False once the bytes match",
+        partial(degraded_reason, cluster, ns, "fraud", "False"),
+        timeout=120,
+    )
+    assert cluster.condition(ns, "fraud", "Degraded")["reason"] == "AsExpected"
+    eventually("phase Ready again", partial(ready_on, cluster, ns, "fraud", model, v1))

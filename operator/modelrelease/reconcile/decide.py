@@ -52,6 +52,18 @@ ACTIVE_REQUEUE_S = 10.0
 DeployKind = Literal["Rollout", "Rollback", "Repair"]
 REJECTED = "DeploymentRejected"
 """Reason of the history entry and Progressing condition of a Deployment write the API server refused."""
+ARTIFACT_CHANGED = "ServingArtifactChanged"
+"""Degraded reason (and Warning Event) when the serving version's bytes are no longer those verified."""
+
+
+@dataclass(frozen=True)
+class Reverified:
+    """The serving version's bytes hashed again, at most spec.verify.reverifyInterval after the last time."""
+
+    version: str
+    digest: str | None
+    """Their digest now; None when they can no longer be read (`problem` says why)."""
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -192,6 +204,7 @@ class _Work:
     conditions: dict[str, Condition] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     blocked: CheckResult | None = None
+    reverified: Reverified | None = None
 
     def finish(
         self, index: int, outcome: Literal["Succeeded", "Failed", "RolledBack"], reason: str, message: str
@@ -254,9 +267,11 @@ def decide(
     now: datetime,
     *,
     digest: str | None = None,
+    reverified: Reverified | None = None,
 ) -> Plan:
     """Decide one reconcile step. `observed` is the serving Deployment (the managed one, or the targetRef
-    one) or None when it does not exist; `digest` is the candidate's artifact digest when computed."""
+    one) or None when it does not exist; `digest` is the candidate's artifact digest when computed;
+    `reverified` the serving version's bytes hashed again (None: not this pass)."""
     prev = status or ModelReleaseStatus()
     work = _Work(
         spec=spec,
@@ -267,6 +282,7 @@ def decide(
         current=prev.current,
         resolved=prev.resolved,
         verification=list(prev.verification),
+        reverified=reverified,
     )
     if work.current is None and not work.history and observed is not None:
         entry = rebuilt_entry(observed, now)
@@ -667,6 +683,11 @@ def _degraded(work: _Work, resolution: ModelVersion | RegistryError, serving: _S
             "ProgressDeadlineExceeded",
             f"version {serving.expected[0].version} is not available: {serving.message}",
         )
+    elif (changed := _artifact_changed(work)) is not None:
+        work.condition("Degraded", "True", ARTIFACT_CHANGED, changed)
+        old = next((c for c in work.prev.conditions if c.type == "Degraded"), None)
+        if old is None or old.reason != ARTIFACT_CHANGED:
+            work.events.append(Event("Warning", ARTIFACT_CHANGED, changed))
     elif isinstance(resolution, RegistryError) and work.current is not None:
         work.condition(
             "Degraded",
@@ -677,6 +698,30 @@ def _degraded(work: _Work, resolution: ModelVersion | RegistryError, serving: _S
         )
     else:
         work.condition("Degraded", "False", "AsExpected", "serving as specified")
+
+
+def _artifact_changed(work: _Work) -> str | None:
+    """Why the serving version's bytes are not those verified when it rolled out, or None. Not hashed again
+    in this pass (the store is unreachable for now): what the last pass found stands."""
+    current, seen = work.current, work.reverified
+    if current is None or current.digest is None:
+        return None
+    if seen is None or seen.version != current.version:
+        old = next((c for c in work.prev.conditions if c.type == "Degraded"), None)
+        if old is None or old.reason != ARTIFACT_CHANGED or not old.message:
+            return None
+        return old.message if old.message.startswith(f"version {current.version}:") else None
+    if seen.digest == current.digest:
+        return None
+    what = (
+        f"its artifacts can no longer be read ({_one_line(seen.problem)})"
+        if seen.digest is None
+        else f"its artifacts now hash to {seen.digest}, not the verified {current.digest}"
+    )
+    return (
+        f"version {current.version}: {what}; the Deployment is left as it is, and its pods refuse other "
+        "bytes when they next start"
+    )[:1024]
 
 
 def _phase(
@@ -706,6 +751,9 @@ def _phase(
 
 def _requeue(spec: ModelReleaseSpec, work: _Work, deploy: Deploy | None) -> float | None:
     poll = spec.registry.poll_interval_seconds if spec.model.floating else None
+    if work.current is not None and work.current.digest is not None:  # its bytes are hashed again then
+        reverify = spec.verify.reverify_interval_seconds
+        poll = reverify if poll is None else min(poll, reverify)
     active = deploy is not None or work.conditions["Progressing"].status == "True"
     if active:
         return ACTIVE_REQUEUE_S if poll is None else min(poll, ACTIVE_REQUEUE_S)
