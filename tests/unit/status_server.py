@@ -8,12 +8,25 @@ field the operator's write fails to remove stays, as it would on a real cluster,
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from modelrelease.api.models import ModelReleaseStatus
 from modelrelease.kube.client import merge_diff
 from modelrelease.reconcile import Plan
-from modelrelease.sandbox.apiserver.patch import merge_patch
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 MergePatch(Target, Patch): objects merge key by key, null removes, the rest replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
 
 
 class StatusServer:
