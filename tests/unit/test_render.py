@@ -45,7 +45,14 @@ def test_managed_deployment_is_valid_kubernetes_and_pins_the_version() -> None:
     assert env(deployment)["MODEL_URI"] == "models:/fraud-detector/7"
     assert env(deployment)["MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow:5000"
     assert env(deployment)["MODEL_DIGEST"] == PIN.digest
-    assert container(deployment)["command"] == ["modelrelease", "serve", "--port", "8080"]
+    assert container(deployment)["command"] == [
+        "modelrelease",
+        "serve",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8080",
+    ]
     assert container(deployment)["readinessProbe"]["httpGet"]["path"] == "/ping"
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["progressDeadlineSeconds"] == 600

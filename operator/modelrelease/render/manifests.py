@@ -124,7 +124,7 @@ def serve_command(port: int, default_image: bool) -> list[str]:
     `mlflow models serve`), else `mlflow models serve` of the pinned URI ($(MODEL_URI) is expanded by
     Kubernetes from the container env)."""
     if default_image:
-        return ["modelrelease", "serve", "--port", str(port)]
+        return ["modelrelease", "serve", "--host", "0.0.0.0", "--port", str(port)]
     return f"mlflow models serve -m $({MODEL_URI_ENV}) -h 0.0.0.0 -p {port} --env-manager local".split()
 
 

@@ -49,6 +49,30 @@ class Registrar:
             self.stamp(name, version)
         return version
 
+    def log_unloadable(self, name: str, stamp: bool = True) -> str:
+        """Register a version that cannot load: a pyfunc model whose loader module does not exist, so
+        `mlflow models serve` exits when it starts (a crash that needs no fault injection)."""
+        import tempfile
+        from pathlib import Path
+
+        import mlflow
+
+        with mlflow.start_run(experiment_id=self.experiment_id), tempfile.TemporaryDirectory() as scratch:
+            mlflow.log_metrics({"f1": 0.99})
+            weights = Path(scratch) / "weights.txt"
+            weights.write_text("not a model")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                loader_module="modelrelease_missing_loader",
+                data_path=str(weights),
+                registered_model_name=name,
+                pip_requirements=[],
+            )
+        version = str(info.registered_model_version)
+        if stamp:
+            self.stamp(name, version)
+        return version
+
     def stamp(self, name: str, version: str) -> str:
         """`modelrelease stamp NAME VERSION`: record the version's digest under the digest tag."""
         return stamp_command(name, version, DIGEST_TAG)

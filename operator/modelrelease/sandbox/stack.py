@@ -339,6 +339,7 @@ class _Stack:
         self._spawn("kubelet", [sys.executable, "-m", "modelrelease.sandbox.kubelet",
                                 "--kubeconfig", str(admin_kubeconfig), "--node", NODE_NAME,
                                 "--pod-cidr", POD_CIDR, "--host-ip", HOST,
+                                "--work-dir", str(self.run / "pods"), "--log-dir", str(self.logs / "pods"),
                                 "--ready-file", str(ready_file)])  # fmt: skip
         self.ready_file = ready_file
 
@@ -467,7 +468,7 @@ def _stop(components: Mapping[str, Mapping[str, Any]]) -> None:
 
 
 def _stop_group(component: Mapping[str, Any]) -> None:
-    """SIGTERM every live member of a component's process group, SIGKILL what is left after a bound."""
+    """SIGTERM every live member of a component's session, SIGKILL what is left after a bound."""
     components = [component]
     for sig, bound in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, KILL_TIMEOUT)):
         alive = _members(components)
@@ -494,7 +495,7 @@ def _reap(components: Iterable[Mapping[str, Any]]) -> None:
 @dataclass(frozen=True)
 class _Proc:
     pid: int
-    pgrp: int
+    session: int
     start: str  # starttime in clock ticks: with the pid, identifies one process for its lifetime
 
 
@@ -505,12 +506,12 @@ def _processes() -> list[_Proc]:
         if entry.name.isdigit():
             fields = _proc_stat(int(entry.name))
             if fields is not None and fields[0] not in ("Z", "X"):
-                table.append(_Proc(int(entry.name), int(fields[2]), fields[19]))
+                table.append(_Proc(int(entry.name), int(fields[3]), fields[19]))
     return table
 
 
 def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, ...]."""
+    """Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, session, ...]."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -524,16 +525,17 @@ def _start_ticks(pid: int) -> str | None:
 
 
 def _members(components: Iterable[Mapping[str, Any]]) -> list[int]:
-    """Live processes of the components: each leader (if still the same process) and the rest of its group."""
+    """Live processes of the components: each leader (if still the same process) and the rest of its session
+    (every component starts a session of its own; the pod runner's containers are process groups in it)."""
     table = _processes()
     members: list[int] = []
     for entry in components:
         leader = int(entry["pid"])
-        # Linux never hands out a pid still in use as a process-group id. So a live process with the leader's
-        # pid but another start time means our group died out entirely and the pid was recycled: not ours.
+        # Linux never hands out a pid still in use as a session id. So a live process with the leader's pid
+        # but another start time means our session died out entirely and the pid was recycled: not ours.
         if any(p.pid == leader and p.start != entry.get("start") for p in table):
             continue
-        members.extend(p.pid for p in table if p.pgrp == leader)
+        members.extend(p.pid for p in table if p.session == leader)
     return members
 
 
