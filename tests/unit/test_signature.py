@@ -65,6 +65,14 @@ def make_model(root: Path, files: Mapping[str, bytes] = MODEL) -> Path:
     return root
 
 
+def library_signed_verdict(model: Path, key: Key, hashing: model_signing.hashing.Config) -> signature.Verdict:
+    """Sign `model` on disk with the library's own signer and hashing, then verify as the operator does."""
+    signer = model_signing.signing.Config().use_elliptic_key_signer(private_key=key.private)
+    signer.set_hashing_config(hashing).sign(model, model / "model.sig")
+    bundle = (model / "model.sig").read_bytes()
+    return signature.verify(bundle, {"ci": key.public_pem}, SOURCE, local_entries(model))
+
+
 def entries(files: Mapping[str, bytes]) -> list[tuple[str, str]]:
     """The per-file digests a registry streams: no file on disk."""
     return [(path, hashlib.sha256(data).hexdigest()) for path, data in files.items()]
@@ -78,15 +86,7 @@ def test_a_bundle_the_library_signs_on_disk_verifies_against_streamed_digests(
 ) -> None:
     model = make_model(tmp_path / "model")
     hashing = model_signing.hashing.Config().set_ignored_paths(paths=["model.sig"])
-    (
-        model_signing.signing.Config()
-        .use_elliptic_key_signer(private_key=keys["pipeline"].private)
-        .set_hashing_config(hashing)
-        .sign(model, model / "model.sig")
-    )
-    verdict = signature.verify(
-        (model / "model.sig").read_bytes(), {"ci": keys["pipeline"].public_pem}, SOURCE, local_entries(model)
-    )
+    verdict = library_signed_verdict(model, keys["pipeline"], hashing)
     assert verdict == signature.Verdict(True, "SignatureVerified", f"signed by key ci of {SOURCE} (3 files)")
 
 
@@ -112,10 +112,8 @@ def test_signing_leaves_the_canonical_digest_alone(tmp_path: Path, keys: dict[st
         signature.sign(local_entries(model), signature.signer(keys["pipeline"].private), "m")
     )
     assert local_digest(model) == before
-    verdict = signature.verify(
-        (model / "model.sig").read_bytes(), {"k": keys["pipeline"].public_pem}, SOURCE, local_entries(model)
-    )
-    assert verdict.passed
+    bundle = (model / "model.sig").read_bytes()
+    assert signature.verify(bundle, {"k": keys["pipeline"].public_pem}, SOURCE, local_entries(model)).passed
 
 
 # ------------------------------------------------------------------------------------- verdicts
@@ -187,15 +185,7 @@ def test_shard_signatures_cannot_be_checked_against_file_digests(
 ) -> None:
     model = make_model(tmp_path / "model")
     hashing = model_signing.hashing.Config().use_shard_serialization().set_ignored_paths(paths=["model.sig"])
-    (
-        model_signing.signing.Config()
-        .use_elliptic_key_signer(private_key=keys["pipeline"].private)
-        .set_hashing_config(hashing)
-        .sign(model, model / "model.sig")
-    )
-    verdict = signature.verify(
-        (model / "model.sig").read_bytes(), {"ci": keys["pipeline"].public_pem}, SOURCE, local_entries(model)
-    )
+    verdict = library_signed_verdict(model, keys["pipeline"], hashing)
     assert (verdict.passed, verdict.code) == (False, "SignatureInvalid")
     assert "shards/sha256" in verdict.reason
 
@@ -203,15 +193,7 @@ def test_shard_signatures_cannot_be_checked_against_file_digests(
 def test_a_signature_that_ignores_every_file_is_invalid(tmp_path: Path, keys: dict[str, Key]) -> None:
     model = make_model(tmp_path / "model")
     hashing = model_signing.hashing.Config().set_ignored_paths(paths=[*MODEL, "model.sig"])
-    (
-        model_signing.signing.Config()
-        .use_elliptic_key_signer(private_key=keys["pipeline"].private)
-        .set_hashing_config(hashing)
-        .sign(model, model / "model.sig")
-    )
-    verdict = signature.verify(
-        (model / "model.sig").read_bytes(), {"ci": keys["pipeline"].public_pem}, SOURCE, local_entries(model)
-    )
+    verdict = library_signed_verdict(model, keys["pipeline"], hashing)
     assert verdict == signature.Verdict(False, "SignatureInvalid", "model.sig covers no file")
 
 
