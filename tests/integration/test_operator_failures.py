@@ -307,13 +307,10 @@ def test_registration_cli_digest_and_stamp_agree_with_the_operator(
     assert missing.stderr.startswith("modelrelease digest: ") and "nope-never-registered" in missing.stderr
     assert missing.stderr.count("\n") == 1 and "Traceback" not in missing.stderr
 
-    started = time.monotonic()
+    # Bounded by _cli's timeout: a client that retried for minutes (MLflow's defaults) would exceed it.
     closed = _cli(
         sandbox, "digest", f"models:/{model}/{v1}", MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}"
     )
-    elapsed = time.monotonic() - started
     assert closed.returncode == 1 and closed.stdout == ""
     assert closed.stderr.startswith("modelrelease digest: ") and "unavailable" in closed.stderr
     assert closed.stderr.count("\n") == 1 and "Traceback" not in closed.stderr
-    assert elapsed < 20, f"a closed port took {elapsed:.1f}s to report"
-    print(f"\nmodelrelease digest against a closed port: exit 1 after {elapsed:.2f}s")

@@ -131,7 +131,8 @@ def test_releases_sharing_a_model_share_registry_requests(
     record_property("alias_requests_per_poll", per_poll)
     summary = f"{count} releases sharing one model: {requests} alias requests in {polls} polls"
     print(f"\n{summary} ({per_poll:.2f}/poll)")
-    assert requests <= polls + 1, f"{requests} requests for {count} releases over {polls} polls"
+    # About one request per poll: more means the answers are not shared; none, that polling stopped.
+    assert polls // 2 <= requests <= polls + 1, f"{requests} requests for {count} releases over {polls} polls"
     # The operator's own account agrees: most resolutions were answered from the shared cache.
     assert operator.metric("modelrelease_resolution_cache_hits_total") > operator.metric(
         "modelrelease_resolution_cache_requests_total"
