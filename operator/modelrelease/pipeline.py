@@ -37,7 +37,7 @@ from modelrelease.registry.base import (
 )
 from modelrelease.registry.mlflow import MlflowRegistries, MlflowRegistry
 from modelrelease.render import manifests
-from modelrelease.render.observe import observe
+from modelrelease.render.observe import ObservedDeployment, observe
 from modelrelease.render.pin import ReleaseRef
 from modelrelease.scheduler import Outcome, PassResult, Scheduler
 from modelrelease.settings import Settings
@@ -332,49 +332,10 @@ async def _reconcile(op: Operator, namespace: str, name: str) -> Plan | None:
     live = await op.kube.get_deployment(namespace, deployment_name)
     observed = observe(live, release=name) if live is not None else None
     now = datetime.now(UTC)
-
-    target = await _target(op, namespace, spec)
-    if not isinstance(target, SpecError) and spec.serving.target_ref is not None and live is not None:
-        try:
-            manifests.target_container(live, spec.serving.target_ref.container)
-        except manifests.RenderError as exc:
-            target = SpecError(exc.field, str(exc).split(": ", 1)[-1], "TargetContainerNotFound")
-    problem: SpecError | None = None
-    registry: MlflowRegistry | None = None
-    resolution: ModelVersion | RegistryError
-    if isinstance(target, SpecError):
-        problem = target
-        resolution = RegistryError(str(target), reason=target.reason)
-    else:
-        registry = op.registries.get(target)
-        max_age = 0.0 if state.refresh else spec.registry.poll_interval_seconds
-        state.refresh = False
-        try:
-            resolution = await registry.resolve(spec.model, max_age=max_age)
-        except RegistryError as exc:
-            resolution = exc
-    reverified = await _reverify(spec, registry, status) if registry is not None else None
-
-    plan = decide(spec, generation, status, resolution, None, observed, now, reverified=reverified)
-    if plan.verify is not None and registry is not None and isinstance(resolution, ModelVersion):
-        signers = partial(op.kube.config_map_data, namespace)
-        verified = await _verify(spec, resolution, status, registry, signers)
-        if isinstance(verified, RegistryUnavailable):
-            resolution = verified
-            plan = decide(spec, generation, status, resolution, None, observed, now, reverified=reverified)
-        else:
-            results, digest = verified
-            plan = decide(
-                spec,
-                generation,
-                status,
-                resolution,
-                results,
-                observed,
-                now,
-                digest=digest,
-                reverified=reverified,
-            )
+    registry, resolution, problem = await _resolve(op, state, namespace, spec, live)
+    plan, resolution = await _plan(
+        op, namespace, spec, generation, status, registry, resolution, observed, now
+    )
 
     await op.kube.write_release_status(namespace, name, body.get("status"), plan.status_json)
     if plan.deploy is not None:
@@ -394,6 +355,57 @@ async def _reconcile(op: Operator, namespace: str, name: str) -> Plan | None:
     if isinstance(resolution, RegistryUnavailable):
         raise Transient(str(resolution))
     return plan
+
+
+async def _resolve(
+    op: Operator, state: ReleaseState, namespace: str, spec: ModelReleaseSpec, live: dict[str, Any] | None
+) -> tuple[MlflowRegistry | None, ModelVersion | RegistryError, SpecError | None]:
+    """The release's registry and its answer for spec.model; or, instead of a registry, the spec problem
+    found on the way (no usable registry, a targetRef container that does not exist) as the answer."""
+    target = await _target(op, namespace, spec)
+    if not isinstance(target, SpecError) and spec.serving.target_ref is not None and live is not None:
+        try:
+            manifests.target_container(live, spec.serving.target_ref.container)
+        except manifests.RenderError as exc:
+            target = SpecError(exc.field, str(exc).split(": ", 1)[-1], "TargetContainerNotFound")
+    if isinstance(target, SpecError):
+        return None, RegistryError(str(target), reason=target.reason), target
+    registry = op.registries.get(target)
+    max_age = 0.0 if state.refresh else spec.registry.poll_interval_seconds
+    state.refresh = False
+    try:
+        return registry, await registry.resolve(spec.model, max_age=max_age), None
+    except RegistryError as exc:
+        return registry, exc, None
+
+
+async def _plan(
+    op: Operator,
+    namespace: str,
+    spec: ModelReleaseSpec,
+    generation: int,
+    status: ModelReleaseStatus | None,
+    registry: MlflowRegistry | None,
+    resolution: ModelVersion | RegistryError,
+    observed: ObservedDeployment | None,
+    now: datetime,
+) -> tuple[Plan, ModelVersion | RegistryError]:
+    """The decision, with the candidate verified first when the decision asks for that; and the
+    resolution it ends on (RegistryUnavailable when verification could not read what it needs)."""
+    reverified = await _reverify(spec, registry, status) if registry is not None else None
+    plan = decide(spec, generation, status, resolution, None, observed, now, reverified=reverified)
+    if plan.verify is None or registry is None or not isinstance(resolution, ModelVersion):
+        return plan, resolution
+    signers = partial(op.kube.config_map_data, namespace)
+    verified = await _verify(spec, resolution, status, registry, signers)
+    if isinstance(verified, RegistryUnavailable):
+        plan = decide(spec, generation, status, verified, None, observed, now, reverified=reverified)
+        return plan, verified
+    results, digest = verified
+    plan = decide(
+        spec, generation, status, resolution, results, observed, now, digest=digest, reverified=reverified
+    )
+    return plan, resolution
 
 
 async def _record_bad_spec(op: Operator, body: dict[str, Any], problem: SpecError) -> None:
