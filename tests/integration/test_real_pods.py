@@ -10,6 +10,7 @@ a real MLflow server.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import urllib.request
 from typing import Any
@@ -42,6 +43,11 @@ def pods_of(cluster: Cluster, namespace: str, version: str) -> list[dict[str, An
     ]
 
 
+def node_cidr(cluster: Cluster) -> str:
+    (node,) = cluster.core.list_node().items
+    return str(node.spec.pod_cidr)
+
+
 def answer(url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -70,7 +76,8 @@ def test_a_pinned_version_serves_on_each_pods_own_ip(
     )
     pods = pods_of(cluster, ns, v1)
     ips = sorted(p["status"]["podIP"] for p in pods)
-    assert len(ips) == 2 and ips[0] != ips[1] and all(ip.startswith("127.1.") for ip in ips)
+    assert len(ips) == 2 and ips[0] != ips[1]
+    assert all(ipaddress.ip_address(ip) in ipaddress.ip_network(node_cidr(cluster)) for ip in ips)
     for ip in ips:
         assert answer(f"http://{ip}:8080/ping")[0] == 200
         status, predicted = answer(f"http://{ip}:8080/invocations", iris_rows())
@@ -110,6 +117,10 @@ def test_a_version_that_cannot_load_crashes_for_real_and_is_rolled_back(
         lambda: history(cluster.status(ns, "fraud"))[-1] == (v2, "RolledBack"),
         timeout=START_TIMEOUT,
     )
-    eventually("v1 serving again", lambda: ready_on(cluster, ns, "fraud", model, v1), timeout=START_TIMEOUT)
-    (pod,) = pods_of(cluster, ns, v1)
+    status = cluster.status(ns, "fraud")
+    assert (status["phase"], status["current"]["version"]) == ("Degraded", v1)
+    assert cluster.model_uri(ns, "fraud") == f"models:/{model}/{v1}"
+    (pod,) = eventually(
+        "only v1's pod left", lambda: pods_of(cluster, ns, v1) if not pods_of(cluster, ns, v2) else None
+    )
     assert answer(f"http://{pod['status']['podIP']}:8080/ping")[0] == 200

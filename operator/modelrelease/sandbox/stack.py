@@ -70,7 +70,7 @@ CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-sche
 # ever try to connect, the traffic stays on this machine (the network rule in DESIGN.md).
 SERVICE_CIDR = "127.2.0.0/24"
 SERVICE_IP = "127.2.0.1"  # the `kubernetes` Service's ClusterIP: the first address of SERVICE_CIDR
-POD_CIDR = "127.1.0.0/16"
+POD_BLOCKS = 252 * 32  # /21 ranges (2,046 pod IPs each) in 127.3.0.0 - 127.254.255.255
 NODE_NAME = "sandbox-node"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 # kwok's node stages, the sandbox's own: a node it manages turns Ready at once, and its conditions' heartbeat
@@ -299,6 +299,7 @@ class _Stack:
     def _start_controllers(
         self, binaries: Mapping[str, str], pki: Pki, api_url: str, admin_kubeconfig: Path
     ) -> None:
+        self.pod_cidr = pod_cidr(int(self.components["kube-apiserver"]["port"]))
         configs = {}
         for identity in (CONTROLLER_MANAGER, SCHEDULER):
             configs[identity.name] = self.run / f"{identity.name}.kubeconfig"
@@ -338,7 +339,7 @@ class _Stack:
         ready_file = self.run / "kubelet.ready"
         self._spawn("kubelet", [sys.executable, "-m", "modelrelease.sandbox.kubelet",
                                 "--kubeconfig", str(admin_kubeconfig), "--node", NODE_NAME,
-                                "--pod-cidr", POD_CIDR, "--host-ip", HOST,
+                                "--pod-cidr", self.pod_cidr, "--host-ip", HOST,
                                 "--work-dir", str(self.run / "pods"), "--log-dir", str(self.logs / "pods"),
                                 "--ready-file", str(ready_file)])  # fmt: skip
         self.ready_file = ready_file
@@ -347,7 +348,7 @@ class _Stack:
         """The node exists and is Ready (kwok), the controllers and scheduler answer, the controller manager
         has made the default ServiceAccount (its controllers run), the pod runner has listed pods."""
         context = _tls_context(pki)
-        _api(api_url, context, "POST", "/api/v1/nodes", _node())
+        _api(api_url, context, "POST", "/api/v1/nodes", _node(self.pod_cidr))
         for name in ("kube-controller-manager", "kube-scheduler"):
             url = f"https://{HOST}:{self.components[name]['port']}/healthz"
             self._wait(name, functools.partial(_http_ok, url, ssl._create_unverified_context()))
@@ -649,8 +650,16 @@ def _api(
         raise SandboxError(f"kube-apiserver refused {method} {path}: HTTP {exc.code}") from None
 
 
-def _node() -> dict[str, Any]:
-    """The sandbox's one node, kept Ready by kwok; its pods get loopback IPs from POD_CIDR."""
+def pod_cidr(api_port: int) -> str:
+    """The node's podCIDR: a loopback /21 of its own per sandbox, derived from its API server's port, so that
+    real pod processes of sandboxes side by side never bind the same address (unless their ports are a
+    multiple of POD_BLOCKS apart). Never 127.0.x.x (the services) or 127.2.0.0/24 (the ClusterIPs)."""
+    block = api_port % POD_BLOCKS
+    return f"127.{3 + block // 32}.{(block % 32) * 8}.0/21"
+
+
+def _node(cidr: str) -> dict[str, Any]:
+    """The sandbox's one node, kept Ready by kwok; its pods get loopback IPs from `cidr`."""
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -659,7 +668,7 @@ def _node() -> dict[str, Any]:
             "annotations": {KWOK_NODE_ANNOTATION: "fake"},
             "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux", "type": "kwok"},
         },
-        "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]},
+        "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
     }
 
 
