@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 
 from mlflow.exceptions import MlflowException
-from tests.integration.helpers import Cluster, Operator, eventually
 
 from bench.common import Env, ratio, table, unique
+from integration.helpers import Cluster, Operator, eventually
 
 SAMPLES = 5
 POLL_S = 5.0

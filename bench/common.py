@@ -13,8 +13,6 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
-# The test helpers import each other as top-level modules, the way pytest puts tests/ on sys.path.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from integration.helpers import CRD, Cluster, Models
 from modelrelease.sandbox import stack
 from operator_process import Operator

@@ -24,9 +24,9 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import boto3
-from tests.integration.helpers import RegistryProxy, registry_proxy
 
 from bench.common import MIB, Env, ratio, table, unique
+from integration.helpers import RegistryProxy, registry_proxy
 from modelrelease.registry.base import ModelVersion, RegistryTarget
 from modelrelease.registry.digest import local_digest, manifest_digest
 from modelrelease.registry.mlflow import MlflowRegistries, MlflowRegistry

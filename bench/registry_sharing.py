@@ -18,9 +18,8 @@ import asyncio
 import time
 from collections import Counter
 
-from tests.integration.helpers import Operator, RegistryProxy, eventually, registry_proxy
-
 from bench.common import Env, ratio, table, unique
+from integration.helpers import Operator, RegistryProxy, eventually, registry_proxy
 from modelrelease.api.models import ModelRef
 from modelrelease.registry.base import RegistryTarget
 from modelrelease.registry.cache import ResolutionCache
