@@ -75,7 +75,17 @@ NODE_NAME = "sandbox-node"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 # kwok's node stages, the sandbox's own: a node it manages turns Ready at once, and its conditions' heartbeat
 # is renewed every 20 s (its Lease is renewed by kwok itself, --node-lease-duration-seconds).
-NODE_STAGES = """\
+_NODE_CONDITIONS = """\
+      {{ $now := Now | Quote }}
+      {{ $since := .metadata.creationTimestamp | Quote }}
+      conditions:
+      {{ range NodeConditions }}
+      - {type: {{ .type | Quote }}, status: {{ .status | Quote }}, reason: {{ .reason | Quote }},
+         message: {{ .message | Quote }}, lastHeartbeatTime: {{ $now }}, lastTransitionTime: {{ $since }}}
+      {{ end }}
+"""
+NODE_STAGES = (
+    """\
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata: {name: sandbox-node-ready}
@@ -86,12 +96,9 @@ spec:
     - {key: .status.phase, operator: NotIn, values: [Running]}
   next:
     statusTemplate: |
-      {{ $now := Now | Quote }}
-      conditions:
-      {{ range NodeConditions }}
-      - {type: {{ .type | Quote }}, status: {{ .status | Quote }}, reason: {{ .reason | Quote }},
-         message: {{ .message | Quote }}, lastHeartbeatTime: {{ $now }}, lastTransitionTime: {{ $now }}}
-      {{ end }}
+"""
+    + _NODE_CONDITIONS
+    + """\
       addresses:
       - {type: InternalIP, address: {{ NodeIP | Quote }}}
       - {type: Hostname, address: {{ NodeName | Quote }}}
@@ -116,13 +123,9 @@ spec:
   delay: {durationMilliseconds: 20000}
   next:
     statusTemplate: |
-      {{ $now := Now | Quote }}
-      conditions:
-      {{ range NodeConditions }}
-      - {type: {{ .type | Quote }}, status: {{ .status | Quote }}, reason: {{ .reason | Quote }},
-         message: {{ .message | Quote }}, lastHeartbeatTime: {{ $now }}, lastTransitionTime: {{ $now }}}
-      {{ end }}
 """
+    + _NODE_CONDITIONS
+)
 STOP_TIMEOUT = 10.0
 KILL_TIMEOUT = 5.0
 _MLFLOW_BIND_ATTEMPTS = 3
