@@ -63,6 +63,8 @@ def test_with_the_operator_stopped_a_deleted_release_is_gone_at_once_and_gc_remo
     eventually("v1 Ready", partial(ready_on, cluster, ns, "fraud", model, v1))
     assert service(cluster, ns, "fraud") is not None
     assert finalizers(cluster, ns, "fraud") == []  # nothing for kopf to block the deletion with
+    annotations = (cluster.release(ns, "fraud") or {})["metadata"].get("annotations") or {}
+    assert not [key for key in annotations if key.startswith(("modelrelease.io/", "kopf.zalando.org/"))]
 
     # A second release in a namespace of its own: deleting that namespace must not hang either.
     other_ns = cluster.namespace("delete-ns")

@@ -162,6 +162,43 @@ def test_registry_answering_5xx_leaves_the_deployment_alone_and_recovers(
     assert history(cluster.status(ns, "fraud")) == [(v1, "Succeeded"), (v2, "Succeeded")]
 
 
+def test_a_registry_answering_what_mlflow_never_sends_is_a_condition_and_recovers(
+    cluster: Cluster, models: Models, operator: Operator, proxy: RegistryProxy, ns: str
+) -> None:
+    model = model_name("garbled")
+    v1 = models.register(model)
+    models.move_alias(model, v1)
+    cluster.apply_release(ns, "fraud", release_spec(model, tracking_uri=proxy.url))
+    eventually("v1 Ready", partial(ready_on, cluster, ns, "fraud", model, v1))
+    before = cluster.deployment(ns, "fraud")
+    assert before is not None
+
+    proxy.fault = 200  # every answer: 200 with a body that is not MLflow's JSON
+    v2 = models.register(model)
+    models.move_alias(model, v2)
+    resolved = eventually("Resolved=False", partial(resolved_false, cluster, ns, "fraud"))
+    assert resolved["reason"] == "UnexpectedRegistryAnswer" and one_line(resolved["message"])
+    after = cluster.deployment(ns, "fraud")
+    assert after is not None and after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert cluster.model_uri(ns, "fraud") == f"models:/{model}/{v1}"
+
+    proxy.fault = None
+    eventually("v2 Ready once the registry answers", partial(ready_on, cluster, ns, "fraud", model, v2))
+
+
+def test_a_tracking_uri_the_crd_admits_but_no_url_parser_does_is_named_by_field(
+    cluster: Cluster, operator: Operator, ns: str
+) -> None:
+    cluster.apply_release(ns, "fraud", release_spec("anything", tracking_uri="http://[mlflow:5000"))
+    resolved = eventually("Resolved=False", partial(resolved_false, cluster, ns, "fraud"))
+    assert resolved["reason"] == "InvalidTrackingUri"
+    assert resolved["message"].startswith("spec.registry.trackingUri:") and one_line(resolved["message"])
+    assert eventually(
+        "an InvalidTrackingUri Event", partial(warning_event, cluster, ns, "fraud", "InvalidTrackingUri")
+    )
+    assert cluster.deployment(ns, "fraud") is None
+
+
 def _artifact_keys(models: Models, model: str, version: str) -> list[str]:
     """The version's objects in the sandbox bucket (found as Registrar.tamper finds them)."""
     uri = models.client.get_model_version_download_uri(model, version)
