@@ -215,6 +215,18 @@ BAD_SPECS: list[BadSpec] = [
         'spec.verify.digest: Unsupported value: "Sometimes"',
     ),
     BadSpec(
+        "bad smokeTest mode",
+        spec(rollout={"smokeTest": "Always"}),
+        "smokeTest",
+        'spec.rollout.smokeTest: Unsupported value: "Always"',
+    ),
+    BadSpec(
+        "smokeTest as boolean",
+        spec(rollout={"smokeTest": False}),
+        "smokeTest",
+        "spec.rollout.smokeTest in body must be of type string",
+    ),
+    BadSpec(
         "gate without bounds",
         spec(verify={"metrics": [{"name": "f1"}]}),
         "needs min or max",
@@ -453,6 +465,7 @@ FULL_SPEC = spec(
         "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}},
     },
+    rollout={"progressDeadlineSeconds": 120, "autoRollback": False, "historyLimit": 5, "smokeTest": "Warn"},
 )
 
 # ------------------------------------------------------------------------------------------ CEL rules
@@ -702,7 +715,13 @@ def full_status() -> ModelReleaseStatus:
             ),
         ],
         verification=[
-            VerificationEntry(check="Digest", outcome="Passed", reason="DigestMatches", version="5")
+            VerificationEntry(check="Digest", outcome="Passed", reason="DigestMatches", version="5"),
+            VerificationEntry(
+                check="SmokeTest",
+                outcome="Failed",
+                reason="1 of 1 pods refused the serving input example: pod fraud-5-x: 127.1.0.9: HTTP 400",
+                version="5",
+            ),
         ],
     )
 

@@ -78,7 +78,12 @@ def test_defaults_of_a_minimal_spec() -> None:
             "tolerations": [],
             "affinity": {},
         },
-        "rollout": {"progressDeadlineSeconds": 600, "autoRollback": True, "historyLimit": 10},
+        "rollout": {
+            "progressDeadlineSeconds": 600,
+            "autoRollback": True,
+            "historyLimit": 10,
+            "smokeTest": "Enforce",
+        },
     }
     assert parsed.serving.replicas is None
     assert parsed.serving.managed

@@ -55,7 +55,7 @@ Phase = Literal["Pending", "Progressing", "Ready", "Blocked", "Degraded", "Faile
 ConditionType = Literal["Resolved", "Verified", "Progressing", "Ready", "Degraded"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 HistoryOutcome = Literal["Succeeded", "Failed", "RolledBack", "Blocked"]
-CheckName = Literal["RegistryReady", "Metrics", "Digest", "Signature", "Schema"]
+CheckName = Literal["RegistryReady", "Metrics", "Digest", "Signature", "Schema", "SmokeTest"]
 CheckOutcome = Literal["Passed", "Failed", "Skipped", "Warned"]
 
 # Patterns are written for both Python `re` and Go RE2 (the API server's engine): no look-arounds, and no
@@ -701,6 +701,13 @@ class RolloutSpec(ApiModel):
     """On a failed rollout, roll back to the last version whose rollout succeeded."""
     history_limit: JsonInt = Field(default=10, ge=1, le=100)
     """How many entries status.history keeps (oldest dropped first)."""
+    smoke_test: Mode = "Enforce"
+    """Once the new pods are Ready, POST the version's logged serving input example
+    (`serving_input_example.json`, saved by `log_model(input_example=...)`) to `/invocations` on each new
+    pod's IP. Enforce: an answer other than HTTP 200 with one prediction per example row is a failed
+    rollout (rolled back, reason SmokeTestFailed). Warn: recorded, the version serves anyway. Off: not
+    sent. Skipped, with a reason, when the version logged no input example. The operator needs network
+    access to the serving pods' port."""
 
 
 class ModelReleaseSpec(ApiModel):
@@ -799,7 +806,7 @@ class VerificationEntry(ApiModel):
     """The result of one verification check on the latest candidate."""
 
     check: CheckName
-    """RegistryReady, Metrics, Digest, Signature or Schema."""
+    """RegistryReady, Metrics, Digest, Signature, Schema, or SmokeTest (after the new pods are Ready)."""
     outcome: CheckOutcome
     """Passed, Failed, Skipped or Warned."""
     reason: str = Field(max_length=1024)
