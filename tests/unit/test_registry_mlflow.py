@@ -105,6 +105,7 @@ async def one_pass(url: str, waits: Waits) -> None:
                 registry.artifact_digest(mv),
                 registry.input_schema(mv),
                 registry.signature_bundle(mv),
+                registry.serving_input_example(mv),
             ):
                 with contextlib.suppress(RegistryError):
                     await fact
@@ -162,6 +163,10 @@ mlmodels = st.sampled_from(
         "signature:\n  inputs: '[[[['\n",
         "- just a list\n",
         ": : :\n",
+        "saved_input_example_info:\n  serving_input_path: serving_input_example.json\n",
+        "saved_input_example_info:\n  serving_input_path: ../../etc/passwd\n",
+        "saved_input_example_info: {serving_input_path: [1]}\n",
+        "saved_input_example_info: [1]\n",
     ]
 ).map(str.encode) | st.binary(max_size=32)
 bodies = st.one_of(
@@ -249,6 +254,57 @@ async def test_odd_artifact_listings_are_refused_before_any_download(files: obje
         with pytest.raises(RegistryError) as refused:
             await registries.get(RegistryTarget(url)).artifact_digest(FRAUD_7)
     assert refused.value.reason == reason
+
+
+MLMODEL_WITH_EXAMPLE = b"""
+saved_input_example_info:
+  artifact_path: input_example.json
+  serving_input_path: serving_input_example.json
+  type: dataframe
+"""
+EXAMPLE_LISTING = {"files": [{"path": "MLmodel"}, {"path": "serving_input_example.json"}]}
+EXAMPLE = {"dataframe_split": {"columns": ["a"], "data": [[1.0], [2.0]]}}
+
+
+async def test_the_serving_input_example_is_the_file_the_mlmodel_names() -> None:
+    script = {
+        "location": ok({"artifact_uri": "mlflow-artifacts:/1/abc/artifacts/model"}),
+        "listing": ok(EXAMPLE_LISTING),
+        "file": [(200, MLMODEL_WITH_EXAMPLE, {}), (200, json.dumps(EXAMPLE).encode(), {})],
+    }
+    async with registry_at(script) as url, MlflowRegistries(sleep=Waits()) as registries:
+        assert await registries.get(RegistryTarget(url)).serving_input_example(FRAUD_7) == EXAMPLE
+
+
+@pytest.mark.parametrize(
+    ("mlmodel", "example", "expected"),
+    [
+        (b"flavors: {}\n", b"", None),
+        (b"saved_input_example_info:\n  artifact_path: input_example.json\n", b"", None),
+        (b"saved_input_example_info:\n  serving_input_path: ../x.json\n", b"", "InvalidInputExample"),
+        (b"saved_input_example_info:\n  serving_input_path: nowhere.json\n", b"", "InputExampleNotFound"),
+        (MLMODEL_WITH_EXAMPLE, b"[1, 2]", "InvalidInputExample"),
+        (MLMODEL_WITH_EXAMPLE, b"\xff{", "InvalidInputExample"),
+    ],
+    ids=["no-example", "no-serving-form", "outside-the-tree", "missing-file", "not-an-object", "not-json"],
+)
+async def test_a_missing_or_odd_serving_input_example(
+    mlmodel: bytes, example: bytes, expected: str | None
+) -> None:
+    script = {
+        "location": ok({"artifact_uri": "mlflow-artifacts:/1/abc/artifacts/model"}),
+        "listing": ok(EXAMPLE_LISTING),
+        "file": [(200, mlmodel, {}), (200, example, {})],
+    }
+    async with registry_at(script) as url, MlflowRegistries(sleep=Waits()) as registries:
+        registry = registries.get(RegistryTarget(url))
+        if expected is None:
+            assert await registry.serving_input_example(FRAUD_7) is None
+            return
+        with pytest.raises(RegistryError) as refused:
+            await registry.serving_input_example(FRAUD_7)
+    assert refused.value.reason == expected
+    assert "\n" not in str(refused.value)
 
 
 # ------------------------------------------------------------------------------ retry bound

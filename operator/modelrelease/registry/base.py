@@ -119,3 +119,8 @@ class Registry(Protocol):
     async def signature_bundle(self, mv: ModelVersion) -> bytes | None:
         """The bytes of ``model.sig`` at the artifact root, or None when the version has none."""
         ...
+
+    async def serving_input_example(self, mv: ModelVersion) -> dict[str, object] | None:
+        """The version's logged request body for ``/invocations`` (MLflow: ``serving_input_example.json``,
+        named by the MLmodel's ``saved_input_example_info``), or None when it logged none."""
+        ...

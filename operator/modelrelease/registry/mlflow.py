@@ -60,7 +60,14 @@ from modelrelease.registry.cache import (
     ResolutionKey,
     VersionFactsCache,
 )
-from modelrelease.registry.digest import CHUNK_SIZE, SIGNATURE_FILE, hashed, manifest, manifest_digest
+from modelrelease.registry.digest import (
+    CHUNK_SIZE,
+    SIGNATURE_FILE,
+    check_path,
+    hashed,
+    manifest,
+    manifest_digest,
+)
 
 __all__ = ["HttpPolicy", "MlflowApiError", "MlflowRegistries", "MlflowRegistry", "ResolutionCache"]
 
@@ -85,6 +92,8 @@ MAX_ARTIFACT_ENTRIES = 10_000
 """Files and directories listed per artifact tree before the tree is refused (a listing that never ends)."""
 MAX_ARTIFACT_DEPTH = 32
 """Directory nesting allowed in an artifact tree."""
+INPUT_EXAMPLE_MAX_BYTES = 1 << 20
+"""A serving input example larger than this is refused rather than read (it is sent to every new pod)."""
 SIGNATURE_MAX_BYTES = 16 << 20
 """A model.sig larger than this is refused rather than read (it lists every file: ~200 bytes each)."""
 
@@ -758,14 +767,17 @@ class MlflowRegistry:
     async def input_schema(self, mv: ModelVersion) -> list[dict[str, Any]] | None:
         return await self._shared.schemas.get(self._facts_key(mv), partial(self._read_input_schema, mv))
 
-    async def _read_input_schema(self, mv: ModelVersion) -> list[dict[str, Any]] | None:
-        tree = await self._tree(mv)
+    async def _mlmodel(self, mv: ModelVersion, tree: _ArtifactTree) -> Any:
+        """The version's MLmodel file, parsed (any YAML value: callers check its shape)."""
         if not await tree.exists("MLmodel"):
             raise RegistryError(f"{mv.uri} has no MLmodel file at {tree.location}", reason="MLmodelNotFound")
         try:
-            mlmodel = yaml.safe_load(await tree.read("MLmodel", MLMODEL_MAX_BYTES))
+            return yaml.safe_load(await tree.read("MLmodel", MLMODEL_MAX_BYTES))
         except (yaml.YAMLError, RecursionError):
             raise RegistryError(f"MLmodel of {mv.uri} is not valid YAML", reason="InvalidMLmodel") from None
+
+    async def _read_input_schema(self, mv: ModelVersion) -> list[dict[str, Any]] | None:
+        mlmodel = await self._mlmodel(mv, await self._tree(mv))
         signature = mlmodel.get("signature") if isinstance(mlmodel, dict) else None
         inputs = signature.get("inputs") if isinstance(signature, dict) else None
         if not inputs:
@@ -778,6 +790,33 @@ class MlflowRegistry:
         if not isinstance(columns, list) or not all(isinstance(c, dict) for c in columns):
             raise RegistryError(f"MLmodel signature inputs of {mv.uri} are not a JSON list", "InvalidMLmodel")
         return [dict(column) for column in columns]
+
+    async def serving_input_example(self, mv: ModelVersion) -> dict[str, Any] | None:
+        """``saved_input_example_info.serving_input_path`` of the MLmodel (MLflow 2.16+ writes
+        ``serving_input_example.json`` there when a model is logged with ``input_example=``), read and
+        parsed; None when the version logged no serving input example."""
+        tree = await self._tree(mv)
+        mlmodel = await self._mlmodel(mv, tree)
+        info = mlmodel.get("saved_input_example_info") if isinstance(mlmodel, dict) else None
+        path = info.get("serving_input_path") if isinstance(info, dict) else None
+        if path is None:
+            return None
+        try:
+            if not isinstance(path, str):
+                raise ValueError(f"not a path: {path!r}")
+            check_path(path)  # under the artifact root: no '..', no absolute path
+        except ValueError as exc:
+            message = f"MLmodel of {mv.uri}: serving_input_path {str(exc)[:120]}"
+            raise RegistryError(message, reason="InvalidInputExample") from None
+        if not await tree.exists(path):
+            raise RegistryError(f"{mv.uri} has no {path} at {tree.location}", reason="InputExampleNotFound")
+        try:
+            example = json.loads(await tree.read(path, INPUT_EXAMPLE_MAX_BYTES))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            example = None
+        if not isinstance(example, dict):
+            raise RegistryError(f"{path} of {mv.uri} is not a JSON object", reason="InvalidInputExample")
+        return example
 
     # -- registration side
 
