@@ -3,7 +3,7 @@
 Models are real scikit-learn models trained on iris and logged with mlflow.sklearn; requests are
 counted independently of the backend by a small reverse proxy in front of the tracking server. Failure
 modes that need no MLflow (a dead, hung or garbling server, the retry bound) are unit tests
-(tests/unit/test_registry_mlflow.py).
+(tests/unit/test_mlflow_backend.py).
 """
 
 from __future__ import annotations
