@@ -470,7 +470,28 @@ FULL_SPEC = spec(
 
 # ------------------------------------------------------------------------------------------ CEL rules
 
-ONE_REF = "exactly one of spec.model.version, spec.model.alias or spec.model.stage must be set"
+ONE_REF = (
+    "exactly one of spec.model.version, spec.model.alias, spec.model.stage or spec.model.latestApproved "
+    "must be set"
+)
+SM_ALIAS = (
+    "spec.model.alias is not supported with spec.registry.type sagemaker: use version or latestApproved"
+)
+SM_STAGE = (
+    "spec.model.stage is not supported with spec.registry.type sagemaker: use version or latestApproved"
+)
+SM_TRACKING = (
+    "spec.registry.trackingUri is not supported with spec.registry.type sagemaker: "
+    "the region and the AWS endpoint say where it is"
+)
+SM_SECRET = (
+    "spec.registry.credentialsSecret is not supported with spec.registry.type sagemaker: "
+    "AWS credentials come from the operator's credential chain"
+)
+LATEST_APPROVED = (
+    "spec.model.latestApproved needs spec.registry.type sagemaker (with MLflow, follow an alias)"
+)
+SAGEMAKER = {"type": "sagemaker"}
 RESERVED_ALIAS = "spec.model.alias must not be 'latest' or 'v<N>': MLflow reserves those names"
 POLL = "spec.registry.pollInterval must be between 5s and 24h"
 GATE_BOUND = "a metric gate in spec.verify.metrics needs min or max"
@@ -542,7 +563,39 @@ CASES: dict[str, RuleCases] = {
             {"name": "f", "version": "1", "stage": "Production"},
             {"name": "f", "alias": "a", "stage": "Staging"},
             {"name": "f", "version": "1", "alias": "a", "stage": "Staging"},
+            {"name": "f", "latestApproved": False},
         ],
+    ),
+    SM_ALIAS: RuleCases(
+        "spec",
+        [spec(registry={"type": "mlflow"}), spec(registry=SAGEMAKER, model={"name": "g", "version": "3"})],
+        [spec(registry=SAGEMAKER)],
+    ),
+    SM_STAGE: RuleCases(
+        "spec",
+        [spec(model={"name": "g", "stage": "Staging"})],
+        [spec(registry=SAGEMAKER, model={"name": "g", "stage": "Staging"})],
+    ),
+    LATEST_APPROVED: RuleCases(
+        "spec",
+        [
+            spec(registry={**SAGEMAKER, "region": "eu-west-1"}, model={"name": "g", "latestApproved": True}),
+            spec(registry=SAGEMAKER, model={"name": "g", "version": "2", "latestApproved": False}),
+        ],
+        [
+            spec(model={"name": "g", "latestApproved": True}),
+            spec(registry={"type": "mlflow"}, model={"name": "g", "version": "2", "latestApproved": False}),
+        ],
+    ),
+    SM_TRACKING: RuleCases(
+        "spec.registry",
+        [{"trackingUri": "http://mlflow:5000"}, SAGEMAKER],
+        [{**SAGEMAKER, "trackingUri": "http://mlflow:5000"}],
+    ),
+    SM_SECRET: RuleCases(
+        "spec.registry",
+        [{"credentialsSecret": "auth"}, {**SAGEMAKER, "region": "us-east-1"}],
+        [{**SAGEMAKER, "credentialsSecret": "auth"}],
     ),
     RESERVED_ALIAS: RuleCases(
         "spec.model",

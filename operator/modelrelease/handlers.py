@@ -25,7 +25,7 @@ import kopf
 from modelrelease import metrics, pipeline, webhook
 from modelrelease.api.models import GROUP, PLURAL, VERSION
 from modelrelease.kube.client import Kube, load_config
-from modelrelease.registry.mlflow import MlflowRegistries
+from modelrelease.registry.factory import Registries
 from modelrelease.render.manifests import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -64,7 +64,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, logger: Logger, 
     # Every handler is async; the executor only serves kopf's own sync work.
     settings.execution.max_workers = 4
 
-    registries = MlflowRegistries(observer=metrics.observe_registry_request)
+    registries = Registries(observer=metrics.observe_registry_request)
     operator = pipeline.Operator(settings=config, kube=Kube(api), registries=registries)
     memo.operator = operator
     memo.scheduler_task = asyncio.create_task(operator.scheduler.run(), name="modelrelease scheduler")

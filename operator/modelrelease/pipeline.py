@@ -24,18 +24,18 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelrelease import metrics
-from modelrelease.api.models import ModelReleaseSpec, ModelReleaseStatus, RegistrySpec, parse_model_uri
+from modelrelease.api.models import MODEL_URI_ENV, ModelReleaseSpec, ModelReleaseStatus, RegistrySpec
 from modelrelease.kube.client import Kube, Refused
 from modelrelease.reconcile import Deploy, Plan, decide, refused
 from modelrelease.reconcile.decide import ARTIFACT_CHANGED, Reverified
 from modelrelease.registry.base import (
     ModelVersion,
+    Registry,
     RegistryError,
-    RegistryTarget,
     RegistryUnavailable,
-    tracking_uri_problem,
+    TargetProblem,
 )
-from modelrelease.registry.mlflow import MlflowRegistries, MlflowRegistry
+from modelrelease.registry.factory import Registries, parse_pinned
 from modelrelease.render import manifests
 from modelrelease.render.observe import ObservedDeployment, observe
 from modelrelease.render.pin import ReleaseRef
@@ -81,7 +81,7 @@ class Operator:
 
     settings: Settings
     kube: Kube
-    registries: MlflowRegistries
+    registries: Registries
     releases: dict[Key, ReleaseState] = field(default_factory=dict)
     scheduler: Scheduler[Key] = field(init=False)
 
@@ -167,55 +167,22 @@ def _validation_field(exc: ValidationError) -> tuple[str, str]:
     return path, str(error.get("msg", "invalid"))
 
 
-async def _target(op: Operator, namespace: str, spec: ModelReleaseSpec) -> RegistryTarget | SpecError:
-    uri = spec.registry.tracking_uri or op.settings.default_tracking_uri
-    if uri is None:
-        return SpecError(
-            "spec.registry.trackingUri",
-            "not set, and the operator has no MODELRELEASE_DEFAULT_TRACKING_URI",
-            "TrackingUriMissing",
-        )
-    invalid = tracking_uri_problem(uri)
-    if invalid is not None:
-        return SpecError("spec.registry.trackingUri", f"{uri!r}: {invalid}", invalid.reason)
-    if not op.settings.tracking_uri_allowed(uri):
-        return SpecError(
-            "spec.registry.trackingUri",
-            f"{uri} is not allowed by the operator (MODELRELEASE_ALLOWED_TRACKING_URIS)",
-            "TrackingUriNotAllowed",
-        )
-    secret_name = spec.registry.credentials_secret
-    if secret_name is None:
-        return RegistryTarget(tracking_uri=uri)
-    data = await op.kube.secret_data(namespace, secret_name)
-    if data is None:
-        return SpecError(
-            "spec.registry.credentialsSecret",
-            f"Secret {secret_name} not found in namespace {namespace}",
-            "CredentialsSecretNotFound",
-        )
-    if not (data.get("token") or data.get("username")):
-        return SpecError(
-            "spec.registry.credentialsSecret",
-            f"Secret {secret_name} has neither a token key nor a username key",
-            "CredentialsInvalid",
-        )
-    return RegistryTarget(
-        tracking_uri=uri,
-        username=data.get("username") or None,
-        password=data.get("password") or None,
-        token=data.get("token") or None,
-    )
+async def _target(op: Operator, namespace: str, spec: ModelReleaseSpec) -> Registry | SpecError:
+    """The release's registry from the factory (by spec.registry.type), or the spec problem in the way."""
+    try:
+        return await op.registries.registry_for(spec.registry, namespace, op.settings, op.kube.secret_data)
+    except TargetProblem as exc:
+        return SpecError(exc.field, str(exc), exc.reason)
 
 
 async def _serving_version(
-    spec: ModelReleaseSpec, registry: MlflowRegistry, status: ModelReleaseStatus | None
+    spec: ModelReleaseSpec, registry: Registry, status: ModelReleaseStatus | None
 ) -> Serving:
     """The version serving now for the Schema check (read only when the check is on): None when none
     serves, else the version or why the registry could not describe it."""
     if spec.verify.schema_ == "Off" or status is None or status.current is None:
         return None
-    name, _kind, version = parse_model_uri(status.current.model_uri)  # checked by _read_status
+    name, version = parse_pinned(status.current.model_uri)  # checked by _read_status
     try:
         return await registry.get_version(name, version)
     except RegistryError as exc:
@@ -226,7 +193,7 @@ async def _verify(
     spec: ModelReleaseSpec,
     mv: ModelVersion,
     status: ModelReleaseStatus | None,
-    registry: MlflowRegistry,
+    registry: Registry,
     signers: Signers,
 ) -> tuple[list[CheckResult], str | None] | RegistryUnavailable:
     try:
@@ -246,7 +213,7 @@ async def _verify(
 
 
 async def _reverify(
-    spec: ModelReleaseSpec, registry: MlflowRegistry, status: ModelReleaseStatus | None
+    spec: ModelReleaseSpec, registry: Registry, status: ModelReleaseStatus | None
 ) -> Reverified | None:
     """The digest of the serving version's bytes, streamed again once the cached one is reverifyInterval
     old (a cache hit until then); None when nothing verified serves, or the store is unreachable for now."""
@@ -254,7 +221,7 @@ async def _reverify(
     if current is None or current.digest is None:
         return None
     try:
-        name, _kind, version = parse_model_uri(current.model_uri)
+        name, version = parse_pinned(current.model_uri)
         serving = await registry.get_version(name, version)
         digest = await registry.artifact_digest(serving, max_age=spec.verify.reverify_interval_seconds)
     except (ValueError, RegistryUnavailable):
@@ -298,7 +265,7 @@ def _read_status(body: Mapping[str, Any]) -> ModelReleaseStatus | None:
     try:
         status = ModelReleaseStatus.model_validate(body["status"])
         for entry in (status.current, *status.history):
-            if entry is not None and parse_model_uri(entry.model_uri)[1:] != ("version", entry.version):
+            if entry is not None and parse_pinned(entry.model_uri)[1] != entry.version:
                 raise ValueError(f"{entry.model_uri!r} is not the pinned URI of version {entry.version}")
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         detail = " ".join(str(exc).split())[:300]
@@ -339,7 +306,8 @@ async def _reconcile(op: Operator, namespace: str, name: str) -> Plan | None:
 
     await op.kube.write_release_status(namespace, name, body.get("status"), plan.status_json)
     if plan.deploy is not None:
-        refusal = await _carry_out(op, release, spec, generation, plan.deploy, live)
+        assert registry is not None  # decide() deploys only what a registry resolved or served
+        refusal = await _carry_out(op, registry, release, spec, generation, plan.deploy, live)
         if refusal is not None:  # say why in the status; the Deployment stays as it was
             written = plan.status_json
             plan = refused(plan, spec, generation, resolution, observed, now, refusal)
@@ -359,7 +327,7 @@ async def _reconcile(op: Operator, namespace: str, name: str) -> Plan | None:
 
 async def _resolve(
     op: Operator, state: ReleaseState, namespace: str, spec: ModelReleaseSpec, live: dict[str, Any] | None
-) -> tuple[MlflowRegistry | None, ModelVersion | RegistryError, SpecError | None]:
+) -> tuple[Registry | None, ModelVersion | RegistryError, SpecError | None]:
     """The release's registry and its answer for spec.model; or, instead of a registry, the spec problem
     found on the way (no usable registry, a targetRef container that does not exist) as the answer."""
     target = await _target(op, namespace, spec)
@@ -370,7 +338,7 @@ async def _resolve(
             target = SpecError(exc.field, str(exc).split(": ", 1)[-1], "TargetContainerNotFound")
     if isinstance(target, SpecError):
         return None, RegistryError(str(target), reason=target.reason), target
-    registry = op.registries.get(target)
+    registry = target
     max_age = 0.0 if state.refresh else spec.registry.poll_interval_seconds
     state.refresh = False
     try:
@@ -385,7 +353,7 @@ async def _plan(
     spec: ModelReleaseSpec,
     generation: int,
     status: ModelReleaseStatus | None,
-    registry: MlflowRegistry | None,
+    registry: Registry | None,
     resolution: ModelVersion | RegistryError,
     observed: ObservedDeployment | None,
     now: datetime,
@@ -442,6 +410,7 @@ async def _event(op: Operator, body: dict[str, Any], type_: str, reason: str, me
 
 async def _carry_out(
     op: Operator,
+    registry: Registry,
     release: ReleaseRef,
     spec: ModelReleaseSpec,
     generation: int,
@@ -449,11 +418,15 @@ async def _carry_out(
     live: dict[str, Any] | None,
 ) -> str | None:
     """Write `deploy`; the API server's message when it refuses the Deployment as invalid, else None."""
+    # What points the container at the version is the backend's (MODEL_URI, and e.g. MODEL_PACKAGE_ARN).
+    model_env = await registry.serving_env(deploy.pin.model, deploy.pin.version)
     if spec.serving.target_ref is not None:
         assert live is not None  # decide() only repoints a Deployment it has observed
         try:
             await op.kube.apply_deployment(
-                manifests.target_apply(release, spec, live, deploy.pin, deploy.release_generation)
+                manifests.target_apply(
+                    release, spec, live, deploy.pin, deploy.release_generation, model_env[MODEL_URI_ENV]
+                )
             )
         except Refused as exc:
             return str(exc)
@@ -461,8 +434,11 @@ async def _carry_out(
     hpa = await op.kube.hpa_targets(release.namespace, release.name)
     ctx = manifests.RenderContext(
         image=op.settings.default_image,
-        tracking_uri=spec.registry.tracking_uri or op.settings.default_tracking_uri or "",
+        tracking_uri=(spec.registry.tracking_uri or op.settings.default_tracking_uri or "")
+        if spec.registry.type == "mlflow"
+        else "",
         hpa=hpa,
+        model_env=model_env,
     )
     manifest = manifests.deployment(release, spec, generation, deploy.pin, deploy.release_generation, ctx)
     try:

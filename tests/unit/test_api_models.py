@@ -58,7 +58,7 @@ def test_defaults_of_a_minimal_spec() -> None:
     parsed = ModelReleaseSpec.model_validate({"model": {"name": "fraud", "version": "7"}})
     assert dump(parsed) == {
         "model": {"name": "fraud", "version": "7"},
-        "registry": {"pollInterval": "60s"},
+        "registry": {"type": "mlflow", "pollInterval": "60s"},
         "verify": {
             "requireReady": True,
             "digest": "Enforce",

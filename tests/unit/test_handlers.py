@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from modelrelease import handlers, pipeline
 from modelrelease.api.models import GROUP, PLURAL, VERSION
 from modelrelease.kube.client import Kube
-from modelrelease.registry.mlflow import MlflowRegistries
+from modelrelease.registry.factory import Registries
 from modelrelease.scheduler import Outcome
 from modelrelease.settings import Settings
 
@@ -33,7 +33,7 @@ def test_no_handler_makes_kopf_add_a_finalizer_to_releases() -> None:
 
 def operator() -> pipeline.Operator:
     return pipeline.Operator(
-        settings=Settings(), kube=Kube(kubernetes.client.ApiClient()), registries=MlflowRegistries()
+        settings=Settings(), kube=Kube(kubernetes.client.ApiClient()), registries=Registries()
     )
 
 

@@ -11,8 +11,9 @@ import pytest
 from modelrelease import pipeline
 from modelrelease.api.models import ModelReleaseSpec, ModelReleaseStatus
 from modelrelease.kube.client import Kube
-from modelrelease.registry.base import ModelVersion, RegistryError, RegistryUnavailable
-from modelrelease.registry.mlflow import MlflowRegistries, MlflowRegistry
+from modelrelease.registry.base import ModelVersion, RegistryError, RegistryTarget, RegistryUnavailable
+from modelrelease.registry.factory import Registries
+from modelrelease.registry.mlflow import MlflowRegistry
 from modelrelease.settings import Settings
 from modelrelease.verify.checks import no_config_maps
 
@@ -21,7 +22,7 @@ def operator(settings: Settings | None = None) -> pipeline.Operator:
     return pipeline.Operator(
         settings=settings or Settings(),
         kube=Kube(kubernetes.client.ApiClient()),
-        registries=MlflowRegistries(),
+        registries=Registries(),
     )
 
 
@@ -78,7 +79,7 @@ class Unreachable(MlflowRegistry):
     """A registry whose serving-version lookup fails with `error`; the candidate's facts are fine."""
 
     def __init__(self, error: RegistryError) -> None:
-        super().__init__(pipeline.RegistryTarget("http://127.0.0.1:1"))
+        super().__init__(RegistryTarget("http://127.0.0.1:1"))
         self.error = error
 
     async def get_version(self, name: str, version: str, *, max_age: float | None = None) -> ModelVersion:

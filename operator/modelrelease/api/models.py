@@ -50,7 +50,9 @@ MODEL_DIGEST_ENV = "MODEL_DIGEST"
 
 Mode = Literal["Enforce", "Warn", "Off"]
 Stage = Literal["Staging", "Production"]
-ReferenceKind = Literal["version", "alias", "stage"]
+RegistryType = Literal["mlflow", "sagemaker"]
+"""The registry backends: each is the module `modelrelease.registry.<type>` (see registry/factory.py)."""
+ReferenceKind = Literal["version", "alias", "stage", "latestApproved"]
 Phase = Literal["Pending", "Progressing", "Ready", "Blocked", "Degraded", "Failed"]
 ConditionType = Literal["Resolved", "Verified", "Progressing", "Ready", "Degraded"]
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -71,7 +73,29 @@ DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
-_ONE_REFERENCE = "exactly one of spec.model.version, spec.model.alias or spec.model.stage must be set"
+_ONE_REFERENCE = (
+    "exactly one of spec.model.version, spec.model.alias, spec.model.stage or spec.model.latestApproved "
+    "must be set"
+)
+_SAGEMAKER = "(has(self.registry.type) && self.registry.type == 'sagemaker')"
+_NOT_FOR_SAGEMAKER = "{field} is not supported with spec.registry.type sagemaker{hint}"
+_NO_ALIAS_ON_SAGEMAKER = _NOT_FOR_SAGEMAKER.format(
+    field="spec.model.alias", hint=": use version or latestApproved"
+)
+_NO_STAGE_ON_SAGEMAKER = _NOT_FOR_SAGEMAKER.format(
+    field="spec.model.stage", hint=": use version or latestApproved"
+)
+_NO_TRACKING_URI_ON_SAGEMAKER = _NOT_FOR_SAGEMAKER.format(
+    field="spec.registry.trackingUri", hint=": the region and the AWS endpoint say where it is"
+)
+_NO_SECRET_ON_SAGEMAKER = _NOT_FOR_SAGEMAKER.format(
+    field="spec.registry.credentialsSecret",
+    hint=": AWS credentials come from the operator's credential chain",
+)
+_LATEST_APPROVED_NEEDS_SAGEMAKER = (
+    "spec.model.latestApproved needs spec.registry.type sagemaker (with MLflow, follow an alias)"
+)
+REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[1-9][0-9]?$"
 _RESERVED_ALIAS = "spec.model.alias must not be 'latest' or 'v<N>': MLflow reserves those names"
 _GATE_NEEDS_BOUND = "a metric gate in spec.verify.metrics needs min or max"
 _NO_MODEL_URI_ENV = (
@@ -250,11 +274,13 @@ class ApiModel(BaseModel):
 
 
 class ModelRef(ApiModel):
-    """Which registered model version should serve: exactly one of version, alias or stage."""
+    """Which registered model version should serve: exactly one of version, alias, stage or
+    latestApproved."""
 
     cel_rules = (
         CelRule(
-            "(has(self.version) ? 1 : 0) + (has(self.alias) ? 1 : 0) + (has(self.stage) ? 1 : 0) == 1",
+            "(has(self.version) ? 1 : 0) + (has(self.alias) ? 1 : 0) + (has(self.stage) ? 1 : 0) + "
+            "(has(self.latestApproved) && self.latestApproved ? 1 : 0) == 1",
             _ONE_REFERENCE,
         ),
         CelRule(
@@ -274,6 +300,9 @@ class ModelRef(ApiModel):
     stage: Stage | None = None
     """Follow the latest version in a registry stage (Staging or Production). Deprecated by MLflow
     since 2.9; accepted with a warning in status. Prefer alias."""
+    latest_approved: StrictBool | None = None
+    """SageMaker only: follow the newest version of the model package group whose ModelApprovalStatus is
+    Approved; re-resolved every registry.pollInterval."""
     digest: str | None = Field(default=None, pattern=DIGEST_PATTERN)
     """Expected artifact digest `sha256:<64 hex>` (see `modelrelease digest`). When set, it overrides
     the version tag named by verify.digestTag; the strongest check."""
@@ -281,6 +310,8 @@ class ModelRef(ApiModel):
     @model_validator(mode="after")
     def _reference_rules(self) -> ModelRef:
         given = [kind for kind in ("version", "alias", "stage") if getattr(self, kind) is not None]
+        if self.latest_approved:
+            given.append("latestApproved")
         if len(given) != 1:
             raise ValueError(_ONE_REFERENCE)
         if self.alias is not None and _RESERVED_ALIAS_RE.match(self.alias):
@@ -294,8 +325,9 @@ class ModelRef(ApiModel):
             return "version", self.version
         if self.alias is not None:
             return "alias", self.alias
-        assert self.stage is not None  # guaranteed by _reference_rules
-        return "stage", self.stage
+        if self.stage is not None:
+            return "stage", self.stage
+        return "latestApproved", "true"  # the one left, by _reference_rules
 
     @property
     def pinned_version(self) -> str | None:
@@ -304,7 +336,7 @@ class ModelRef(ApiModel):
 
     @property
     def floating(self) -> bool:
-        """Whether the reference can move (alias or stage) and so is re-resolved every poll interval."""
+        """Whether the reference can move (alias, stage, latestApproved): re-resolved every poll interval."""
         return self.version is None
 
     @property
@@ -315,7 +347,7 @@ class ModelRef(ApiModel):
 
 
 class RegistrySpec(ApiModel):
-    """Where the model registry is and how often floating references are re-resolved."""
+    """Which model registry, where it is, and how often floating references are re-resolved."""
 
     cel_rules = (
         CelRule(
@@ -324,8 +356,22 @@ class RegistrySpec(ApiModel):
             "duration(self.pollInterval) <= duration('24h'))",
             _POLL_INTERVAL_BOUNDS,
         ),
+        CelRule(
+            "!has(self.type) || self.type != 'sagemaker' || !has(self.trackingUri)",
+            _NO_TRACKING_URI_ON_SAGEMAKER,
+        ),
+        CelRule(
+            "!has(self.type) || self.type != 'sagemaker' || !has(self.credentialsSecret)",
+            _NO_SECRET_ON_SAGEMAKER,
+        ),
     )
 
+    type: RegistryType = "mlflow"
+    """The registry: `mlflow` (MLflow Model Registry) or `sagemaker` (Amazon SageMaker Model Registry,
+    where spec.model.name is the model package group)."""
+    region: str | None = Field(default=None, max_length=32, pattern=REGION_PATTERN)
+    """SageMaker: the AWS region of the registry, e.g. `eu-west-1`; defaults to the operator's region
+    (AWS_REGION / AWS_DEFAULT_REGION, as boto3 reads it)."""
     tracking_uri: str | None = Field(default=None, max_length=2048, pattern=TRACKING_URI_PATTERN)
     """MLflow tracking server URL (http or https), e.g. `http://mlflow.mlflow:5000`. Defaults to the
     operator-wide MODELRELEASE_DEFAULT_TRACKING_URI; must match the operator's allowlist."""
@@ -340,6 +386,14 @@ class RegistrySpec(ApiModel):
         nanoseconds = duration_nanoseconds(self.poll_interval)
         if not MIN_POLL_INTERVAL_SECONDS * 1e9 <= nanoseconds <= MAX_POLL_INTERVAL_SECONDS * 1e9:
             raise ValueError(_POLL_INTERVAL_BOUNDS)
+        return self
+
+    @model_validator(mode="after")
+    def _sagemaker_fields(self) -> RegistrySpec:
+        if self.type == "sagemaker" and self.tracking_uri is not None:
+            raise ValueError(_NO_TRACKING_URI_ON_SAGEMAKER)
+        if self.type == "sagemaker" and self.credentials_secret is not None:
+            raise ValueError(_NO_SECRET_ON_SAGEMAKER)
         return self
 
     @property
@@ -713,6 +767,15 @@ class RolloutSpec(ApiModel):
 class ModelReleaseSpec(ApiModel):
     """Which registered model version serves, what must be true before it does, and how it serves."""
 
+    cel_rules = (
+        CelRule(f"!has(self.registry) || !{_SAGEMAKER} || !has(self.model.alias)", _NO_ALIAS_ON_SAGEMAKER),
+        CelRule(f"!has(self.registry) || !{_SAGEMAKER} || !has(self.model.stage)", _NO_STAGE_ON_SAGEMAKER),
+        CelRule(
+            f"!has(self.model.latestApproved) || (has(self.registry) && {_SAGEMAKER})",
+            _LATEST_APPROVED_NEEDS_SAGEMAKER,
+        ),
+    )
+
     model: ModelRef
     """The registered model and the reference (version, alias or stage) that picks its version."""
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
@@ -723,6 +786,17 @@ class ModelReleaseSpec(ApiModel):
     """The Deployment that serves the model: managed by the operator, or an existing one via targetRef."""
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     """Rollout deadline, automatic rollback and history length."""
+
+    @model_validator(mode="after")
+    def _references_of_the_registry(self) -> ModelReleaseSpec:
+        sagemaker = self.registry.type == "sagemaker"
+        if sagemaker and self.model.alias is not None:
+            raise ValueError(_NO_ALIAS_ON_SAGEMAKER)
+        if sagemaker and self.model.stage is not None:
+            raise ValueError(_NO_STAGE_ON_SAGEMAKER)
+        if not sagemaker and self.model.latest_approved is not None:
+            raise ValueError(_LATEST_APPROVED_NEEDS_SAGEMAKER)
+        return self
 
 
 # --------------------------------------------------------------------------------------------- status

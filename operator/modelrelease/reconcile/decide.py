@@ -38,12 +38,12 @@ from modelrelease.api.models import (
     Phase,
     Resolved,
     VerificationEntry,
-    parse_model_uri,
 )
 from modelrelease.registry.base import ModelVersion, RegistryError, RegistryUnavailable
+from modelrelease.registry.factory import parse_pinned
 from modelrelease.render.observe import ObservedDeployment, rebuilt_entry
 from modelrelease.render.pin import Pin
-from modelrelease.verify.checks import CheckResult, first_blocking
+from modelrelease.verify.checks import CheckResult, check_smoke_test, first_blocking
 
 CONDITION_TYPES: tuple[ConditionType, ...] = ("Resolved", "Verified", "Progressing", "Ready", "Degraded")
 ACTIVE_REQUEUE_S = 10.0
@@ -64,6 +64,23 @@ class Reverified:
     digest: str | None
     """Their digest now; None when they can no longer be read (`problem` says why)."""
     problem: str = ""
+
+
+@dataclass(frozen=True)
+class SmokeTarget:
+    """The rollout in flight whose new pods are all Ready: send them its serving input example."""
+
+    pin: Pin
+    release_generation: int | None
+    """Its pods carry this in their pod-template annotations (with the pin's model URI)."""
+
+
+@dataclass(frozen=True)
+class SmokeTested:
+    """The smoke test's verdict (check SmokeTest) on the new pods of the rollout of `version`."""
+
+    version: str
+    result: CheckResult
 
 
 @dataclass(frozen=True)
@@ -95,6 +112,8 @@ class Plan:
     requeue_after: float | None = None
     blocked: CheckResult | None = None
     """The check that blocked the candidate in this step, if one did."""
+    smoke_test: SmokeTarget | None = None
+    """Set when the rollout in flight awaits its smoke test: run it and decide again with the verdict."""
 
     @property
     def status_json(self) -> dict[str, Any]:
@@ -111,8 +130,8 @@ def _key(uri: str, release_generation: int | None) -> tuple[str, int | None]:
 
 
 def _entry_pin(entry: HistoryEntry | Current) -> Pin:
-    name, _kind, _version = parse_model_uri(entry.model_uri)
-    return Pin(model=name, version=entry.version, digest=entry.digest)
+    name, _version = parse_pinned(entry.model_uri)
+    return Pin(model=name, version=entry.version, digest=entry.digest, ref=entry.model_uri)
 
 
 def _rejected(entry: HistoryEntry | None) -> bool:
@@ -205,6 +224,8 @@ class _Work:
     events: list[Event] = field(default_factory=list)
     blocked: CheckResult | None = None
     reverified: Reverified | None = None
+    smoke: SmokeTested | None = None
+    smoke_target: SmokeTarget | None = None
 
     def finish(
         self, index: int, outcome: Literal["Succeeded", "Failed", "RolledBack"], reason: str, message: str
@@ -268,10 +289,12 @@ def decide(
     *,
     digest: str | None = None,
     reverified: Reverified | None = None,
+    smoke: SmokeTested | None = None,
 ) -> Plan:
     """Decide one reconcile step. `observed` is the serving Deployment (the managed one, or the targetRef
     one) or None when it does not exist; `digest` is the candidate's artifact digest when computed;
-    `reverified` the serving version's bytes hashed again (None: not this pass)."""
+    `reverified` the serving version's bytes hashed again (None: not this pass); `smoke` the smoke test's
+    verdict on the new pods of the rollout in flight, once `Plan.smoke_test` asked for it."""
     prev = status or ModelReleaseStatus()
     work = _Work(
         spec=spec,
@@ -283,6 +306,7 @@ def decide(
         resolved=prev.resolved,
         verification=list(prev.verification),
         reverified=reverified,
+        smoke=smoke,
     )
     if work.current is None and not work.history and observed is not None:
         entry = rebuilt_entry(observed, now)
@@ -324,6 +348,7 @@ def decide(
         verify=verify,
         requeue_after=_requeue(spec, work, deploy),
         blocked=work.blocked,
+        smoke_test=work.smoke_target,
     )
 
 
@@ -399,7 +424,8 @@ def _refused_now(work: _Work) -> Condition | None:
 
 
 def _observe_rollout(work: _Work, observed: ObservedDeployment | None) -> Deploy | None:
-    """Complete the rollout in flight when the Deployment reports its end; roll back on failure."""
+    """Complete the rollout in flight when the Deployment reports its end and its smoke test has a
+    verdict; roll back on failure."""
     inflight = _inflight(work.history)
     if inflight is None or observed is None or observed.pin is None:
         return None
@@ -409,7 +435,13 @@ def _observe_rollout(work: _Work, observed: ObservedDeployment | None) -> Deploy
         return None
     index = len(work.history) - 1
     if observed.rollout == "Succeeded":
-        work.finish(index, "Succeeded", "RolloutComplete", observed.message)
+        smoke = _smoke_verdict(work, inflight)
+        if smoke is None:
+            return None
+        if smoke.outcome == "Failed":
+            return _fail(work, inflight, "SmokeTestFailed", f"smoke test failed: {smoke.reason}")
+        message = f"{observed.message}; smoke test: {smoke.reason}"
+        work.finish(index, "Succeeded", "RolloutComplete", message)
         work.current = Current(
             version=inflight.version, model_uri=inflight.model_uri, digest=inflight.digest, since=work.now
         )
@@ -419,11 +451,46 @@ def _observe_rollout(work: _Work, observed: ObservedDeployment | None) -> Deploy
         return None
     if observed.rollout != "Failed":
         return None
+    return _fail(work, inflight, "ProgressDeadlineExceeded", observed.message)
+
+
+def _smoke_verdict(work: _Work, inflight: HistoryEntry) -> CheckResult | None:
+    """The smoke test's verdict on the rollout in flight, recorded in status.verification (with an Event
+    unless it passed or was skipped); None, with the request in `work.smoke_target`, while it has none."""
+    mode = work.spec.rollout.smoke_test
+    if mode == "Off":
+        result = check_smoke_test(mode, inflight.version, None, {})
+    elif work.smoke is not None and work.smoke.version == inflight.version:
+        result = work.smoke.result
+    else:
+        work.smoke_target = SmokeTarget(_entry_pin(inflight), inflight.release_generation)
+        return None
+    entry = VerificationEntry(
+        check="SmokeTest",
+        outcome=result.outcome,
+        reason=_one_line(result.reason)[:1024],
+        version=inflight.version,
+    )
+    work.verification = [v for v in work.verification if v.check != "SmokeTest"] + [entry]
+    if result.outcome == "Passed":
+        work.events.append(Event("Normal", "SmokeTestPassed", f"version {inflight.version}: {entry.reason}"))
+    elif result.outcome == "Warned":
+        message = f"version {inflight.version}: {entry.reason}; smokeTest is Warn: it serves anyway"
+        work.events.append(Event("Warning", "SmokeTestFailed", message))
+    elif result.outcome == "Failed":
+        work.events.append(Event("Warning", "SmokeTestFailed", f"version {inflight.version}: {entry.reason}"))
+    return result
+
+
+def _fail(work: _Work, inflight: HistoryEntry, reason: str, detail: str) -> Deploy | None:
+    """End the rollout in flight as failed for `reason`: rolled back to the version serving before it
+    when autoRollback allows, else Failed, left in place (as Kubernetes does)."""
+    index = len(work.history) - 1
     current = work.current
     target = _current_entry(work.history, current)
     if work.spec.rollout.auto_rollback and current is not None and current.model_uri != inflight.model_uri:
-        message = f"{observed.message}; rolled back to version {current.version}"
-        work.finish(index, "RolledBack", "ProgressDeadlineExceeded", message)
+        message = f"{detail}; rolled back to version {current.version}"
+        work.finish(index, "RolledBack", reason, message)
         work.events.append(Event("Warning", "RolledBack", f"version {inflight.version}: {message}"))
         gen = (
             target.release_generation
@@ -432,8 +499,8 @@ def _observe_rollout(work: _Work, observed: ObservedDeployment | None) -> Deploy
         )
         return Deploy(_entry_pin(current), gen, "Rollback")
     why = "autoRollback is off" if not work.spec.rollout.auto_rollback else "no earlier version succeeded"
-    message = f"{observed.message}; not rolled back: {why}"
-    work.finish(index, "Failed", "ProgressDeadlineExceeded", message)
+    message = f"{detail}; not rolled back: {why}"
+    work.finish(index, "Failed", reason, message)
     work.events.append(Event("Warning", "RolloutFailed", f"version {inflight.version}: {message}"))
     return None
 
@@ -466,6 +533,9 @@ def _resolution_succeeded(work: _Work, mv: ModelVersion, digest: str | None) -> 
         reason, message = "VersionPinned", f"version {mv.version} ({mv.uri})"
     elif kind == "alias":
         reason, message = "AliasResolved", f"alias {value} resolved to version {mv.version} ({mv.uri})"
+    elif kind == "latestApproved":
+        reason = "LatestApprovedResolved"
+        message = f"the latest approved version is {mv.version} ({mv.uri})"
     else:
         reason = "StageResolved"
         message = (
@@ -495,7 +565,9 @@ def _candidate(
         )
         for r in verification
     ]
-    pin = Pin(model=mv.name, version=mv.version, digest=work.resolved.digest if work.resolved else None)
+    pin = Pin(
+        model=mv.name, version=mv.version, digest=work.resolved.digest if work.resolved else None, ref=mv.uri
+    )
     blocker = first_blocking(verification)
     if blocker is not None:
         _block(work, mv, pin, blocker)

@@ -1,6 +1,7 @@
 """The registry protocol the operator programs against, its value types and its errors.
 
-No kopf, no HTTP here: backends (``modelrelease.registry.mlflow``) implement :class:`Registry`.
+No kopf, no HTTP here: backends (``modelrelease.registry.mlflow``, ``modelrelease.registry.sagemaker``)
+implement :class:`Registry`; :mod:`modelrelease.registry.factory` picks one by ``spec.registry.type``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from modelrelease.api.models import ModelRef, pinned_uri
+from modelrelease.api.models import MODEL_URI_ENV, ModelRef, pinned_uri
 
 READY = "READY"
 """Registry status of a version whose artifacts are completely registered."""
@@ -29,11 +30,24 @@ class ModelVersion:
     aliases: tuple[str, ...] = ()
     model_id: str | None = None
     """MLflow 3 logged-model id (``m-...``) when the version was registered from a logged model."""
+    pinned: str | None = None
+    """The backend's immutable reference to this version (MLflow ``models:/<name>/<N>``, a SageMaker model
+    package ARN): status, history and the pod-template annotation record it."""
+    serving_uri: str | None = None
+    """What the serving container's MODEL_URI gets, when that is not :attr:`uri` (SageMaker: the
+    ``s3://.../model.tar.gz`` of the package's container)."""
+    serving_env: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """Further env the serving container gets (SageMaker: MODEL_PACKAGE_ARN)."""
 
     @property
     def uri(self) -> str:
-        """The pinned, loadable URI: ``models:/<name>/<version>`` (MLflow 3 rejects ``/versions/N``)."""
-        return pinned_uri(self.name, self.version)
+        """The pinned reference; when a backend gave none (values built by hand), MLflow's loadable form
+        ``models:/<name>/<version>`` (MLflow 3 rejects ``/versions/N``)."""
+        return self.pinned if self.pinned is not None else pinned_uri(self.name, self.version)
+
+    def model_env(self) -> dict[str, str]:
+        """The env that points a serving container at this version: MODEL_URI and the backend's extras."""
+        return {MODEL_URI_ENV: self.serving_uri or self.uri, **self.serving_env}
 
 
 @dataclass(frozen=True)
@@ -84,14 +98,29 @@ def tracking_uri_problem(uri: str) -> RegistryError | None:
     return None
 
 
+class TargetProblem(RegistryError):
+    """The spec names no usable registry (no tracking URI, a missing Secret, a region that is not one).
+
+    ``field`` is the spec path at fault, e.g. ``spec.registry.trackingUri``."""
+
+    def __init__(self, field: str, message: str, reason: str) -> None:
+        super().__init__(message, reason)
+        self.field = field
+
+
 class Registry(Protocol):
     """What the reconciler and the checks need from a model registry."""
 
     async def resolve(self, ref: ModelRef, *, max_age: float | None = None) -> ModelVersion:
-        """version | alias | stage → one version. ``max_age``: accept a shared answer up to this old."""
+        """version | alias | stage | latestApproved → one version. ``max_age``: accept a shared answer up to
+        this old."""
         ...
 
-    async def get_version(self, name: str, version: str) -> ModelVersion: ...
+    async def get_version(self, name: str, version: str, *, max_age: float | None = None) -> ModelVersion: ...
+
+    async def serving_env(self, name: str, version: str) -> dict[str, str]:
+        """The env that points a serving container at this version (MODEL_URI, and the backend's extras)."""
+        ...
 
     async def run_metrics(self, run_id: str) -> dict[str, float]:
         """The latest value of each metric of a run."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from modelrelease.registry.base import ModelVersion, RegistryTarget
+from modelrelease.registry.base import ModelVersion
 
 DEFAULT_TTL_S = 60.0
 """How long a resolution is shared when the caller gives no max_age (the default poll interval)."""
@@ -19,6 +19,8 @@ VERSION_FACTS_CACHE_SIZE = 512
 """Digests and input schemas kept per process (LRU, keyed by target + model + version)."""
 
 K = TypeVar("K", bound=Hashable)
+FactsKey = tuple[Hashable, str, str]
+"""(backend target, model, version) of a per-version fact."""
 V = TypeVar("V")
 
 
@@ -50,10 +52,12 @@ class SingleFlight(Generic[K, V]):
 
 
 class ResolutionKey(NamedTuple):
-    target: RegistryTarget
+    target: Hashable
+    """The backend's target (MLflow ``RegistryTarget``, SageMaker ``SageMakerTarget``): each backend's own
+    frozen dataclass, so keys of two backends never compare equal."""
     model: str
     kind: str
-    """``version``, ``alias`` or ``stage``."""
+    """``version``, ``alias``, ``stage`` or ``latestApproved``."""
     value: str
 
 
@@ -115,7 +119,7 @@ class ResolutionCache:
                 self._entries.popitem(last=False)
         return value
 
-    def invalidate(self, model: str, target: RegistryTarget | None = None) -> int:
+    def invalidate(self, model: str, target: Hashable | None = None) -> int:
         """Forget every answer about ``model`` (on ``target`` only, when given); returns how many."""
 
         def matches(key: ResolutionKey) -> bool:
@@ -141,12 +145,12 @@ class VersionFactsCache(Generic[V]):
     ) -> None:
         self._max_entries = max_entries
         self._clock = clock
-        self._values: OrderedDict[tuple[RegistryTarget, str, str], tuple[V, float]] = OrderedDict()
-        self._flights: SingleFlight[tuple[RegistryTarget, str, str], V] = SingleFlight()
+        self._values: OrderedDict[FactsKey, tuple[V, float]] = OrderedDict()
+        self._flights: SingleFlight[FactsKey, V] = SingleFlight()
 
     async def get(
         self,
-        key: tuple[RegistryTarget, str, str],
+        key: FactsKey,
         compute: Callable[[], Coroutine[Any, Any, V]],
         max_age: float | None = None,
     ) -> V:
@@ -158,9 +162,7 @@ class VersionFactsCache(Generic[V]):
             return found[0]
         return await self._flights.run(key, partial(self._compute, key, compute))
 
-    async def _compute(
-        self, key: tuple[RegistryTarget, str, str], compute: Callable[[], Coroutine[Any, Any, V]]
-    ) -> V:
+    async def _compute(self, key: FactsKey, compute: Callable[[], Coroutine[Any, Any, V]]) -> V:
         value = await compute()
         self._values[key] = (value, self._clock())
         self._values.move_to_end(key)

@@ -44,7 +44,15 @@ import aiohttp
 import yaml
 
 from modelrelease import __version__
-from modelrelease.api.models import MODEL_NAME_PATTERN, VERSION_PATTERN, ModelRef
+from modelrelease.api.models import (
+    MODEL_NAME_PATTERN,
+    MODEL_URI_ENV,
+    VERSION_PATTERN,
+    ModelRef,
+    RegistrySpec,
+    parse_model_uri,
+    pinned_uri,
+)
 from modelrelease.registry.base import (
     READY,
     ModelNotFound,
@@ -52,6 +60,7 @@ from modelrelease.registry.base import (
     RegistryError,
     RegistryTarget,
     RegistryUnavailable,
+    TargetProblem,
     tracking_uri_problem,
 )
 from modelrelease.registry.cache import (
@@ -68,8 +77,19 @@ from modelrelease.registry.digest import (
     manifest,
     manifest_digest,
 )
+from modelrelease.registry.mlmodel import signature_inputs
+from modelrelease.settings import Settings
 
-__all__ = ["HttpPolicy", "MlflowApiError", "MlflowRegistries", "MlflowRegistry", "ResolutionCache"]
+__all__ = [
+    "HttpPolicy",
+    "Hub",
+    "MlflowApiError",
+    "MlflowRegistries",
+    "MlflowRegistry",
+    "ResolutionCache",
+    "parse_pinned",
+    "registry_for",
+]
 
 # ----------------------------------------------------------------------------------- tunables
 
@@ -491,6 +511,7 @@ def _model_version(data: Any) -> ModelVersion:
         tags=_tags(data.get("tags")),
         aliases=tuple(str(a) for a in _list_of(data.get("aliases"))),
         model_id=str(data.get("model_id") or "") or (logged["id"] if logged else None),
+        pinned=pinned_uri(name, version),
     )
 
 
@@ -635,6 +656,10 @@ class MlflowRegistry:
     async def get_version(self, name: str, version: str, *, max_age: float | None = None) -> ModelVersion:
         return await self._cached(name, "version", str(int(version)), max_age)
 
+    async def serving_env(self, name: str, version: str) -> dict[str, str]:
+        """MODEL_URI is the pinned ``models:/<name>/<N>`` itself: no request needed."""
+        return {MODEL_URI_ENV: pinned_uri(name, version)}
+
     async def _cached(self, name: str, kind: str, value: str, max_age: float | None) -> ModelVersion:
         fetchers = {"version": self._fetch_version, "alias": self._fetch_alias, "stage": self._fetch_stage}
         key = ResolutionKey(self.target, name, kind, value)
@@ -777,19 +802,7 @@ class MlflowRegistry:
             raise RegistryError(f"MLmodel of {mv.uri} is not valid YAML", reason="InvalidMLmodel") from None
 
     async def _read_input_schema(self, mv: ModelVersion) -> list[dict[str, Any]] | None:
-        mlmodel = await self._mlmodel(mv, await self._tree(mv))
-        signature = mlmodel.get("signature") if isinstance(mlmodel, dict) else None
-        inputs = signature.get("inputs") if isinstance(signature, dict) else None
-        if not inputs:
-            return None
-        try:
-            # Through JSON either way, so the columns hold only JSON values (the schema check compares them).
-            columns = json.loads(inputs if isinstance(inputs, str) else json.dumps(inputs))
-        except (TypeError, ValueError, RecursionError):
-            columns = None
-        if not isinstance(columns, list) or not all(isinstance(c, dict) for c in columns):
-            raise RegistryError(f"MLmodel signature inputs of {mv.uri} are not a JSON list", "InvalidMLmodel")
-        return [dict(column) for column in columns]
+        return signature_inputs(await self._mlmodel(mv, await self._tree(mv)), mv.uri)
 
     async def serving_input_example(self, mv: ModelVersion) -> dict[str, Any] | None:
         """``saved_input_example_info.serving_input_path`` of the MLmodel (MLflow 2.16+ writes
@@ -825,3 +838,77 @@ class MlflowRegistry:
             f"{_API}/model-versions/set-tag", {"name": name, "version": version, "key": key, "value": value}
         )
         self._shared.cache.invalidate(name, self.target)
+
+
+# ------------------------------------------------------------------------------ the factory's entry points
+
+Hub = MlflowRegistries
+"""The backend's shared state, as :mod:`modelrelease.registry.factory` creates it."""
+
+
+def parse_pinned(uri: str) -> tuple[str, str] | None:
+    """(model, version) of a pinned ``models:/<name>/<N>`` (``/versions/N`` accepted), else None."""
+    try:
+        name, kind, value = parse_model_uri(uri)
+    except ValueError:
+        return None
+    return (name, value) if kind == "version" else None
+
+
+async def target(
+    spec: RegistrySpec,
+    namespace: str,
+    settings: Settings,
+    secrets: Callable[[str, str], Awaitable[Mapping[str, str] | None]],
+) -> RegistryTarget:
+    """The tracking server of a release: spec.registry.trackingUri (else the operator's default), allowed by
+    the operator, with the credentials of spec.registry.credentialsSecret. Raises TargetProblem."""
+    uri = spec.tracking_uri or settings.default_tracking_uri
+    if uri is None:
+        raise TargetProblem(
+            "spec.registry.trackingUri",
+            "not set, and the operator has no MODELRELEASE_DEFAULT_TRACKING_URI",
+            "TrackingUriMissing",
+        )
+    invalid = tracking_uri_problem(uri)
+    if invalid is not None:
+        raise TargetProblem("spec.registry.trackingUri", f"{uri!r}: {invalid}", invalid.reason)
+    if not settings.tracking_uri_allowed(uri):
+        raise TargetProblem(
+            "spec.registry.trackingUri",
+            f"{uri} is not allowed by the operator (MODELRELEASE_ALLOWED_TRACKING_URIS)",
+            "TrackingUriNotAllowed",
+        )
+    secret_name = spec.credentials_secret
+    if secret_name is None:
+        return RegistryTarget(tracking_uri=uri)
+    data = await secrets(namespace, secret_name)
+    if data is None:
+        raise TargetProblem(
+            "spec.registry.credentialsSecret",
+            f"Secret {secret_name} not found in namespace {namespace}",
+            "CredentialsSecretNotFound",
+        )
+    if not (data.get("token") or data.get("username")):
+        raise TargetProblem(
+            "spec.registry.credentialsSecret",
+            f"Secret {secret_name} has neither a token key nor a username key",
+            "CredentialsInvalid",
+        )
+    return RegistryTarget(
+        tracking_uri=uri,
+        username=data.get("username") or None,
+        password=data.get("password") or None,
+        token=data.get("token") or None,
+    )
+
+
+async def registry_for(
+    hub: MlflowRegistries,
+    spec: RegistrySpec,
+    namespace: str,
+    settings: Settings,
+    secrets: Callable[[str, str], Awaitable[Mapping[str, str] | None]],
+) -> MlflowRegistry:
+    """The release's MLflow registry, sharing the hub's state; raises TargetProblem."""
+    return hub.get(await target(spec, namespace, settings, secrets))

@@ -4,6 +4,7 @@ the fields the operator has an opinion on. No I/O; the kube adapter applies what
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,10 @@ class RenderContext:
     """The release's effective tracking URI (spec.registry.trackingUri or the operator default)."""
     hpa: bool = False
     """An HPA targets the Deployment: `replicas` stays out of the apply configuration (the HPA owns it)."""
+    model_env: Mapping[str, str] | None = None
+    """The env that points the container at the version, as the registry backend gives it (MODEL_URI and
+    e.g. MODEL_PACKAGE_ARN); None: MODEL_URI is the pin's reference. No MLFLOW_TRACKING_URI without
+    tracking_uri (a registry other than MLflow)."""
 
 
 def selector_labels(release: ReleaseRef) -> dict[str, str]:
@@ -100,10 +105,11 @@ def _metadata(release: ReleaseRef, generation: int) -> dict[str, Any]:
 
 
 def _env(spec: ModelReleaseSpec, pin: Pin, ctx: RenderContext) -> list[dict[str, Any]]:
+    model_env = ctx.model_env if ctx.model_env is not None else {MODEL_URI_ENV: pin.uri}
     ours: list[dict[str, Any]] = [
-        {"name": MODEL_URI_ENV, "value": pin.uri},
+        *({"name": name, "value": value} for name, value in model_env.items()),
         *([{"name": MODEL_DIGEST_ENV, "value": pin.digest}] if pin.digest else []),
-        {"name": "MLFLOW_TRACKING_URI", "value": ctx.tracking_uri},
+        *([{"name": "MLFLOW_TRACKING_URI", "value": ctx.tracking_uri}] if ctx.tracking_uri else []),
     ]
     secret = spec.registry.credentials_secret
     if secret:
@@ -246,11 +252,17 @@ def target_container(live: dict[str, Any], container: str | None) -> str:
 
 
 def target_apply(
-    release: ReleaseRef, spec: ModelReleaseSpec, live: dict[str, Any], pin: Pin, generation: int
+    release: ReleaseRef,
+    spec: ModelReleaseSpec,
+    live: dict[str, Any],
+    pin: Pin,
+    generation: int,
+    model_uri: str | None = None,
 ) -> dict[str, Any]:
     """Apply configuration for targetRef mode: only the container's MODEL_URI env (containers and env are
     lists keyed by name, so nothing else of them is named) and the pod-template annotations; every other
-    field stays as its owner wrote it. `metadata.uid` is a precondition, not an opinion: if the Deployment
+    field stays as its owner wrote it (`model_uri`: what MODEL_URI gets, default the pin's reference).
+    `metadata.uid` is a precondition, not an opinion: if the Deployment
     was deleted meanwhile, the apply fails with a conflict instead of creating one from these fields."""
     assert spec.serving.target_ref is not None
     name = target_container(live, spec.serving.target_ref.container)
@@ -262,7 +274,11 @@ def target_apply(
         "spec": {
             "template": {
                 "metadata": {"annotations": pin_annotations(release, pin, generation)},
-                "spec": {"containers": [{"name": name, "env": [{"name": MODEL_URI_ENV, "value": pin.uri}]}]},
+                "spec": {
+                    "containers": [
+                        {"name": name, "env": [{"name": MODEL_URI_ENV, "value": model_uri or pin.uri}]}
+                    ]
+                },
             }
         },
     }

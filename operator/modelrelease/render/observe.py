@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from modelrelease.api.models import HistoryEntry, parse_model_uri
+from modelrelease.api.models import HistoryEntry
+from modelrelease.registry.factory import parse_pinned
 from modelrelease.render.manifests import (
     APPLIED_GENERATION_ANNOTATION,
     DIGEST_ANNOTATION,
@@ -54,14 +55,14 @@ def template_pin(deployment: dict[str, Any], release: str | None = None) -> tupl
     if not uri or not version:
         return None, None
     try:
-        name, kind, value = parse_model_uri(uri)
+        name, value = parse_pinned(uri)
     except ValueError:
         return None, None
-    if kind != "version" or value != version:
+    if value != version:
         return None, None
     generation = annotations.get(GENERATION_ANNOTATION, "")
     return (
-        Pin(model=name, version=version, digest=annotations.get(DIGEST_ANNOTATION) or None),
+        Pin(model=name, version=version, digest=annotations.get(DIGEST_ANNOTATION) or None, ref=uri),
         int(generation) if generation.isdigit() else None,
     )
 

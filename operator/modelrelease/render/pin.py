@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class Pin:
-    """A pinned model version; `uri` is the loadable form MLflow 3 accepts (`models:/<name>/<N>`)."""
+    """A pinned model version; `ref` is the backend's pinned reference to it (status modelUri)."""
 
     model: str
     version: str
     digest: str | None = None
+    ref: str | None = field(default=None, compare=False)
+    """Not compared: within one release, (model, version) names the version whatever the backend."""
 
     @property
     def uri(self) -> str:
-        return f"models:/{self.model}/{self.version}"
+        """`ref`; when none was given (pins built by hand), MLflow's loadable `models:/<name>/<N>`."""
+        return self.ref if self.ref is not None else f"models:/{self.model}/{self.version}"
 
 
 @dataclass(frozen=True)
