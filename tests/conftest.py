@@ -71,7 +71,11 @@ def operator(sandbox: stack.SandboxInfo) -> Iterator[Operator]:
     process = Operator(
         sandbox,
         sandbox.dir / "logs" / "operator.log",
-        extra_env={"MODELRELEASE_ALLOWED_TRACKING_URIS": "http://127.0.0.1:"},
+        extra_env={
+            "MODELRELEASE_ALLOWED_TRACKING_URIS": "http://127.0.0.1:",
+            # issue 9: boto3's own endpoint override sends SageMaker and S3 calls to the sandbox's moto.
+            "AWS_ENDPOINT_URL": sandbox.s3_url,
+        },
     )
     process.start()
     try:
