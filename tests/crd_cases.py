@@ -563,7 +563,6 @@ CASES: dict[str, RuleCases] = {
             {"name": "f", "version": "1", "stage": "Production"},
             {"name": "f", "alias": "a", "stage": "Staging"},
             {"name": "f", "version": "1", "alias": "a", "stage": "Staging"},
-            {"name": "f", "latestApproved": False},
         ],
     ),
     SM_ALIAS: RuleCases(

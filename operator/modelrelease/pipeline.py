@@ -27,7 +27,7 @@ from modelrelease import metrics
 from modelrelease.api.models import MODEL_URI_ENV, ModelReleaseSpec, ModelReleaseStatus, RegistrySpec
 from modelrelease.kube.client import Kube, Refused
 from modelrelease.reconcile import Deploy, Plan, decide, refused
-from modelrelease.reconcile.decide import ARTIFACT_CHANGED, Reverified
+from modelrelease.reconcile.decide import ARTIFACT_CHANGED, Reverified, SmokeTarget, SmokeTested
 from modelrelease.registry.base import (
     ModelVersion,
     Registry,
@@ -37,11 +37,12 @@ from modelrelease.registry.base import (
 )
 from modelrelease.registry.factory import Registries, parse_pinned
 from modelrelease.render import manifests
-from modelrelease.render.observe import ObservedDeployment, observe
+from modelrelease.render.observe import ObservedDeployment, new_pods, observe
 from modelrelease.render.pin import ReleaseRef
 from modelrelease.scheduler import Outcome, PassResult, Scheduler
 from modelrelease.settings import Settings
-from modelrelease.verify.checks import CheckResult, Serving, Signers, verify_candidate
+from modelrelease.verify import smoke
+from modelrelease.verify.checks import CheckResult, Serving, Signers, smoke_test_not_run, verify_candidate
 
 logger = logging.getLogger(__name__)
 
@@ -301,7 +302,7 @@ async def _reconcile(op: Operator, namespace: str, name: str) -> Plan | None:
     now = datetime.now(UTC)
     registry, resolution, problem = await _resolve(op, state, namespace, spec, live)
     plan, resolution = await _plan(
-        op, namespace, spec, generation, status, registry, resolution, observed, now
+        op, namespace, spec, generation, status, registry, resolution, observed, now, live
     )
 
     await op.kube.write_release_status(namespace, name, body.get("status"), plan.status_json)
@@ -357,11 +358,20 @@ async def _plan(
     resolution: ModelVersion | RegistryError,
     observed: ObservedDeployment | None,
     now: datetime,
+    live: dict[str, Any] | None,
 ) -> tuple[Plan, ModelVersion | RegistryError]:
-    """The decision, with the candidate verified first when the decision asks for that; and the
-    resolution it ends on (RegistryUnavailable when verification could not read what it needs)."""
+    """The decision, with the candidate verified first, or the new pods smoke-tested, when the decision
+    asks for that; and the resolution it ends on (RegistryUnavailable when verification could not read
+    what it needs)."""
     reverified = await _reverify(spec, registry, status) if registry is not None else None
     plan = decide(spec, generation, status, resolution, None, observed, now, reverified=reverified)
+    if plan.smoke_test is not None and registry is not None and live is not None:
+        tested = await _smoke_test(op, spec, registry, plan.smoke_test, live)
+        if tested is not None:  # else the rollout stays in progress and the next pass tries again
+            plan = decide(
+                spec, generation, status, resolution, None, observed, now, reverified=reverified, smoke=tested
+            )
+        return plan, resolution
     if plan.verify is None or registry is None or not isinstance(resolution, ModelVersion):
         return plan, resolution
     signers = partial(op.kube.config_map_data, namespace)
@@ -374,6 +384,40 @@ async def _plan(
         spec, generation, status, resolution, results, observed, now, digest=digest, reverified=reverified
     )
     return plan, resolution
+
+
+async def _smoke_test(
+    op: Operator, spec: ModelReleaseSpec, registry: Registry, target: SmokeTarget, live: dict[str, Any]
+) -> SmokeTested | None:
+    """Send the version's serving input example to the Ready pods of its rollout (found by the
+    Deployment's selector and their pod-template annotations); None while the registry is unreachable."""
+    version = target.pin.version
+    example: dict[str, Any] | RegistryError | None
+    try:
+        mv = await registry.get_version(target.pin.model, version)
+        example = await registry.serving_input_example(mv)
+    except RegistryUnavailable:
+        return None
+    except RegistryError as exc:
+        example = exc
+    pods: list[tuple[str, str]] = []
+    if isinstance(example, dict):
+        namespace = live["metadata"]["namespace"]
+        try:
+            listed = await op.kube.list_pods(namespace, live.get("spec", {}).get("selector") or {})
+        except ApiException as exc:
+            if exc.status not in (401, 403):
+                raise  # the API server's hiccup: the pass is retried
+            reason = (
+                f"the operator may not list pods in namespace {namespace} (HTTP {exc.status}): grant it "
+                "list on pods, or set spec.rollout.smokeTest: Off"
+            )
+            result = smoke_test_not_run(spec.rollout.smoke_test, reason, "PodsNotListable")
+            return SmokeTested(version, result)
+        pods = new_pods(listed, target.pin, target.release_generation)
+    port = smoke.serving_port(spec, live)
+    result = await smoke.smoke_test(spec.rollout.smoke_test, version, example, pods, port)
+    return SmokeTested(version, result)
 
 
 async def _record_bad_spec(op: Operator, body: dict[str, Any], problem: SpecError) -> None:

@@ -9,6 +9,7 @@ from status_server import StatusServer
 
 from modelrelease.api.models import ModelReleaseSpec, ModelReleaseStatus
 from modelrelease.reconcile import Plan, decide, refused
+from modelrelease.reconcile.decide import SmokeTested
 from modelrelease.registry.base import ModelNotFound, ModelVersion, RegistryError, RegistryUnavailable
 from modelrelease.render.observe import ObservedDeployment
 from modelrelease.render.pin import Pin
@@ -23,6 +24,8 @@ REFUSAL = (
     'Deployment.apps "fraud" is invalid: spec.template.spec.containers[0].resources.requests: '
     'Invalid value: "2": must be less than or equal to cpu limit of 1'
 )
+NO_EXAMPLE = CheckResult("SmokeTest", "Skipped", "version logged no serving input example", "NoInputExample")
+"""The smoke test's verdict where a test does not say: the version logged no input example."""
 FAIL_F1 = [
     CheckResult("RegistryReady", "Passed", "version is READY", "VersionReady"),
     CheckResult("Metrics", "Failed", "f1=0.41 below min 0.9", "MetricGateFailed"),
@@ -73,9 +76,16 @@ class Release:
         observed: ObservedDeployment | None,
         results: list[CheckResult] | None = None,
         digest: str | None = None,
+        smoke: CheckResult | None = NO_EXAMPLE,
     ) -> Plan:
+        """One pass. `smoke`: the smoke test's verdict when the plan asks for one (None: not this pass)."""
         self.clock += timedelta(seconds=5)
         plan = decide(self.spec, self.generation, self.status, resolution, None, observed, self.clock)
+        if plan.smoke_test is not None and smoke is not None:  # the handler sends the example, decides again
+            tested = SmokeTested(plan.smoke_test.pin.version, smoke)
+            plan = decide(
+                self.spec, self.generation, self.status, resolution, None, observed, self.clock, smoke=tested
+            )
         if plan.verify is not None and results is not None:
             plan = decide(
                 self.spec,

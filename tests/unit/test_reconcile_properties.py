@@ -1,8 +1,9 @@
 """Property tests of the reconcile decisions against a small model of the world.
 
 Hypothesis drives arbitrary sequences of registry answers (versions or outages), verification verdicts,
-Deployment controller outcomes, spec edits and operator crashes. The world applies each plan the way
-the handler does (status first, then the Deployment), and the properties are checked at every step.
+Deployment controller outcomes, smoke-test verdicts, spec edits and operator crashes. The world applies each
+plan the way the handler does (status first, then the Deployment), and the properties are checked at every
+step.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from status_server import StatusServer
 
 from modelrelease.api.models import HistoryEntry, ModelReleaseSpec, ModelReleaseStatus
 from modelrelease.reconcile import Plan, decide, refused
+from modelrelease.reconcile.decide import SmokeTested
 from modelrelease.registry.base import ModelVersion, RegistryError, RegistryUnavailable
 from modelrelease.render.observe import ObservedDeployment
 from modelrelease.render.pin import Pin
@@ -67,6 +69,8 @@ class World:
     """The release's status, written and read back as on the API server."""
     answer: int | None = 1  # None: the registry is down
     verdicts: dict[int, bool] = field(default_factory=dict)
+    smoke_verdicts: dict[int, bool] = field(default_factory=dict)
+    """Whether each version's pods answer its serving input example (default: they do)."""
     deployment: Deployment | None = None
     clock: int = 0
     approved: set[str] = field(default_factory=set)
@@ -103,10 +107,30 @@ class World:
         return self.deployment.observed() if self.deployment is not None else None
 
     def decide(self) -> Plan:
-        """What the handler does: decide, verify when asked, decide again with the verdict."""
+        """What the handler does: decide, verify or smoke test when asked, decide again with the verdict."""
         now = self.now()
         args = (self.spec, self.generation, self.status, self.resolution())
         plan = decide(*args, None, self.observed(), now)
+        if plan.smoke_test is not None:
+            n = int(plan.smoke_test.pin.version)
+            answered = self.smoke_verdicts.get(n, True)
+            verdict = CheckResult(
+                "SmokeTest",
+                "Passed" if answered else "Failed",
+                "1 pod answered" if answered else "pod p: HTTP 400",
+                "SmokeTestPassed" if answered else "SmokeTestFailed",
+            )
+            plan = decide(*args, None, self.observed(), now, smoke=SmokeTested(str(n), verdict))
+            assert plan.smoke_test is None, "a smoke test asked for again once it has a verdict"
+            event(f"smoke test {verdict.outcome}")
+            ended = next(e for e in reversed(plan.status.history) if e.model_uri == plan_uri(n))
+            if answered:
+                assert ended.outcome == "Succeeded"
+            else:
+                assert (ended.outcome, ended.reason) in (
+                    ("RolledBack", "SmokeTestFailed"),
+                    ("Failed", "SmokeTestFailed"),
+                )
         if plan.verify is not None:
             verdict = self.verdicts.get(int(plan.verify.version), True)
             plan = decide(
@@ -144,6 +168,10 @@ class World:
         rollout = self.deployment.rollout if unchanged and self.deployment is not None else "Progressing"
         self.deployment = Deployment(deploy.pin, deploy.release_generation, self.generation, rollout)
         return plan
+
+
+def plan_uri(n: int) -> str:
+    return Pin(MODEL, str(n)).uri
 
 
 def check_history(before: list[HistoryEntry], after: list[HistoryEntry], limit: int) -> None:
@@ -218,6 +246,7 @@ step = st.tuples(
         st.tuples(st.just("answer"), st.one_of(st.none(), st.integers(1, 4))),
         st.tuples(st.just("answer"), st.integers(1, 4)),
         st.tuples(st.just("verdict"), st.tuples(st.integers(1, 4), st.booleans())),
+        st.tuples(st.just("smoke"), st.tuples(st.integers(1, 4), st.booleans())),
         st.tuples(st.just("controller"), st.sampled_from(["Succeeded", "Failed"])),
         st.tuples(st.just("controller"), st.sampled_from(["Succeeded", "Failed"])),
         st.tuples(st.just("bump"), st.none()),
@@ -238,9 +267,10 @@ step = st.tuples(
 def test_reconcile_properties(
     steps: list[tuple[tuple[str, object], str]], limit: int, auto_rollback: bool, warm: bool
 ) -> None:
-    """For any sequence of registry answers, verification verdicts, rollout outcomes, spec edits,
-    crashes between the status write and the Deployment write, and lost statuses: nothing unverified
-    is ever applied or recorded as serving; history keeps its entries (up to historyLimit), never
+    """For any sequence of registry answers, verification verdicts, rollout outcomes, smoke-test verdicts,
+    spec edits, crashes between the status write and the Deployment write, and lost statuses: nothing
+    unverified is ever applied or recorded as serving; a version whose pods refuse its input example never
+    succeeds; history keeps its entries (up to historyLimit), never
     duplicates one and never rewrites a finished one; no version is attempted twice without a spec
     or registry change; and the operator converges to a status that deciding again leaves
     unchanged, with no further actions."""
@@ -261,6 +291,9 @@ def test_reconcile_properties(
         elif kind == "verdict":
             assert isinstance(arg, tuple)
             world.verdicts[int(arg[0])] = bool(arg[1])
+        elif kind == "smoke":
+            assert isinstance(arg, tuple)
+            world.smoke_verdicts[int(arg[0])] = bool(arg[1])
         elif kind == "controller" and world.deployment is not None:
             if world.deployment.rollout == "Progressing":
                 world.deployment = replace(world.deployment, rollout=str(arg))

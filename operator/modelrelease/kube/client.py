@@ -171,21 +171,33 @@ class Kube:
 
         Read as raw JSON: an HPA its controller has not yet given a status does not fit the client's
         typed model, and only spec.scaleTargetRef matters here."""
-
-        def read(_request_timeout: float) -> dict[str, Any]:
-            # Unpreloaded, the body is read by `.data`: here, in the pool thread, not on the event loop.
-            response: Any = self._autoscaling.list_namespaced_horizontal_pod_autoscaler(
-                namespace, _preload_content=False, _request_timeout=_request_timeout
-            )
-            listing: dict[str, Any] = json.loads(response.data)
-            return listing
-
-        listing = await self._run(read)
+        listing = await self._list_json(
+            self._autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace
+        )
         return any(
             (hpa.get("spec", {}).get("scaleTargetRef") or {}).get("kind") == "Deployment"
             and hpa["spec"]["scaleTargetRef"].get("name") == deployment
             for hpa in listing.get("items", [])
         )
+
+    async def list_pods(self, namespace: str, selector: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The pods a Deployment's `spec.selector` (matchLabels, matchExpressions) selects, as raw JSON:
+        only their metadata and status matter here."""
+        listing = await self._list_json(
+            self._core.list_namespaced_pod, namespace, label_selector=label_selector(selector)
+        )
+        return list(listing.get("items") or [])
+
+    async def _list_json(self, fn: Callable[..., Any], namespace: str, **kwargs: Any) -> dict[str, Any]:
+        """A namespaced list call's answer as plain JSON, not the client's typed model."""
+
+        def read(_request_timeout: float) -> dict[str, Any]:
+            # Unpreloaded, the body is read by `.data`: here, in the pool thread, not on the event loop.
+            response: Any = fn(namespace, _preload_content=False, _request_timeout=_request_timeout, **kwargs)
+            listing: dict[str, Any] = json.loads(response.data)
+            return listing
+
+        return await self._run(read)
 
     # -- Secrets and Events
 
@@ -233,6 +245,30 @@ class Kube:
             "count": 1,
         }
         await self._run(self._core.create_namespaced_event, meta["namespace"], body)
+
+
+def label_selector(selector: Mapping[str, Any]) -> str:
+    """A LabelSelector (`matchLabels`, `matchExpressions`) in the query syntax of `?labelSelector=`. An
+    empty selector selects everything, as in Kubernetes. ValueError for an operator the API server would
+    have refused."""
+    terms = [f"{key}={value}" for key, value in sorted((selector.get("matchLabels") or {}).items())]
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = (
+            expression.get("key", ""),
+            expression.get("operator"),
+            expression.get("values"),
+        )
+        if operator in ("In", "NotIn"):
+            terms.append(f"{key} {operator.lower()} ({','.join(values or [])})")
+        elif operator == "Exists":
+            terms.append(key)
+        elif operator == "DoesNotExist":
+            terms.append(f"!{key}")
+        else:
+            raise ValueError(
+                f"label selector operator {operator!r} is not one of In, NotIn, Exists, DoesNotExist"
+            )
+    return ",".join(terms)
 
 
 def merge_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:

@@ -680,6 +680,8 @@ def _serving(work: _Work, observed: ObservedDeployment | None, deploy: Deploy | 
         and _key(observed.pin.uri, observed.release_generation) == _key(expected[0].uri, expected[1])
     )
     rollout = observed.rollout if in_sync and observed is not None else "Progressing"
+    if work.smoke_target is not None:  # the new pods are ready, but the rollout ends with the smoke test
+        rollout = "Progressing"
     last = next((e for e in reversed(work.history) if e.outcome != "Blocked"), None)
     rolling_back = (
         last is not None
@@ -719,6 +721,10 @@ def _conditions(
             message = f"version {version}: {serving.message}"
             work.condition("Progressing", "False", "ProgressDeadlineExceeded", message)
             work.condition("Ready", "False", "ProgressDeadlineExceeded", message)
+        elif work.smoke_target is not None:
+            message = f"version {version}: its new pods are ready; sending them its serving input example"
+            work.condition("Progressing", "True", "SmokeTestInProgress", message)
+            work.condition("Ready", "False", "SmokeTestInProgress", message)
         else:
             if serving.rolling_back:
                 work.condition(

@@ -112,6 +112,28 @@ def observe(deployment: dict[str, Any], release: str | None = None) -> ObservedD
     )
 
 
+def new_pods(pods: list[dict[str, Any]], pin: Pin, release_generation: int | None) -> list[tuple[str, str]]:
+    """(name, status.podIP) of the Ready, not terminating pods whose pod-template annotations carry `pin`
+    as rolled out by `release_generation` (any, when None): the new ReplicaSet's, whatever its
+    pod-template-hash."""
+    found = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        status = pod.get("status") or {}
+        conditions = status.get("conditions") or []
+        if annotations.get(MODEL_URI_ANNOTATION) != pin.uri or meta.get("deletionTimestamp"):
+            continue
+        if release_generation is not None and annotations.get(GENERATION_ANNOTATION) != str(
+            release_generation
+        ):
+            continue
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        if ready and status.get("podIP"):
+            found.append((str(meta.get("name", "")), str(status["podIP"])))
+    return sorted(found)
+
+
 def rebuilt_entry(observed: ObservedDeployment, now: datetime) -> HistoryEntry | None:
     """A history entry for what the Deployment serves, rebuilt from its annotations when status was lost.
 

@@ -224,6 +224,81 @@ def check_schema(
     )
 
 
+def _rows(value: Any) -> int | None:
+    """Rows in a list, or in a mapping of equally long lists (named columns or tensors); else None."""
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, Mapping) and value and all(isinstance(v, list) for v in value.values()):
+        lengths = {len(v) for v in value.values()}
+        return lengths.pop() if len(lengths) == 1 else None
+    return None
+
+
+def example_rows(example: Mapping[str, Any]) -> int | None:
+    """Rows in an MLflow serving request body (`dataframe_split`, `dataframe_records`, `instances` or
+    `inputs`), or None when its shape does not say (the row-count rule is then not applied)."""
+    split = example.get("dataframe_split")
+    if isinstance(split, Mapping):
+        return _rows(split.get("data"))
+    for key in ("dataframe_records", "instances", "inputs"):
+        if key in example:
+            return _rows(example[key])
+    return None
+
+
+def smoke_answer_problem(status: int, body: str, expected_rows: int | None) -> str | None:
+    """What is wrong with a pod's answer to the serving input example, or None: it must be HTTP 200 with
+    a JSON object holding `predictions`, one per example row when the example's rows can be counted."""
+    text = " ".join(body.split())
+    if status != 200:
+        return f"HTTP {status}: {text[:300] or '(empty body)'}"
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, Mapping) or "predictions" not in answer:
+        return f"HTTP 200 without predictions: {text[:300] or '(empty body)'}"
+    rows = _rows(answer["predictions"])
+    if expected_rows is not None and rows != expected_rows:
+        counted = "predictions that cannot be counted" if rows is None else f"{rows} predictions"
+        return f"HTTP 200 with {counted} for {expected_rows} example rows"
+    return None
+
+
+def check_smoke_test(
+    mode: Mode,
+    version: str,
+    example: Mapping[str, Any] | RegistryError | None,
+    problems: Mapping[str, str | None],
+) -> CheckResult:
+    """The verdict on the new pods' answers to the version's serving input example (or on why it could
+    not be read): `problems` maps each pod tested to what was wrong with its answer (None: a good one)."""
+    if mode == "Off":
+        return _off("SmokeTest")
+    if isinstance(example, RegistryError):
+        return _registry_error("SmokeTest", mode, example)
+    if example is None:
+        reason = f"version {version} logged no serving input example (log the model with input_example=)"
+        return CheckResult("SmokeTest", "Skipped", reason, "NoInputExample")
+    if not problems:
+        return CheckResult("SmokeTest", "Skipped", f"no ready pod of version {version}", "NoReadyPods")
+    failed = {pod: problem for pod, problem in problems.items() if problem is not None}
+    if failed:
+        detail = "; ".join(f"pod {pod}: {problem}" for pod, problem in sorted(failed.items()))
+        reason = f"{len(failed)} of {len(problems)} pods refused the serving input example: {detail}"
+        return _verdict("SmokeTest", mode, False, reason[:1000], "SmokeTestFailed")
+    rows = example_rows(example)
+    each = "" if rows is None else f" with {rows} prediction{'s' if rows != 1 else ''}"
+    pods = f"{len(problems)} pod{'s' if len(problems) != 1 else ''}"
+    reason = f"{pods} answered the serving input example{each}"
+    return _verdict("SmokeTest", mode, True, reason, "SmokeTestPassed")
+
+
+def smoke_test_not_run(mode: Mode, reason: str, code: str) -> CheckResult:
+    """The smoke test could not be sent (the operator may not list the pods, say): Failed or Warned."""
+    return _verdict("SmokeTest", mode, False, reason, code)
+
+
 async def _fact(fetch: Awaitable[T]) -> T | RegistryError:
     """A registry fact, or the non-transient error that prevented it (transient errors propagate)."""
     try:
