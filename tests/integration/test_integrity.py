@@ -3,9 +3,11 @@
 With the real operator process: OpenSSF model signatures made by `modelrelease sign` (the console
 script a pipeline runs) and checked against the keys of a ConfigMap, `Enforce` blocking what is not
 signed by a trusted key over exactly the stored bytes while the previous version keeps serving, `Warn`
-serving and recording, and a key set that changes without an operator restart. As processes:
-`modelrelease sign` failing in one line, and `modelrelease serve` answering on a loopback port with the
-verified digest and refusing bytes altered after verification.
+serving and recording, and a key set that changes without an operator restart; re-verification of the
+serving version's bytes (Degraded=True ServingArtifactChanged, cleared when they are restored), and a pod
+the sandbox really runs refusing altered bytes when it restarts. As processes: `modelrelease sign`
+failing in one line, and `modelrelease serve` answering on a loopback port with the verified digest and
+refusing bytes altered after verification.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from helpers import Cluster, Models, Operator, eventually, history, model_name, ready_on, release_spec
 from kubernetes.client.exceptions import ApiException
 
+from modelrelease.sandbox.kubelet import RUN_ANNOTATION, RUN_AS_PROCESS
 from modelrelease.sandbox.stack import SandboxInfo, free_port
 
 pytestmark = pytest.mark.slow
@@ -454,3 +457,52 @@ def test_reverification_notices_altered_serving_bytes_and_clears_when_restored(
     )
     assert cluster.condition(ns, "fraud", "Degraded")["reason"] == "AsExpected"
     eventually("phase Ready again", partial(ready_on, cluster, ns, "fraud", model, v1))
+
+
+def test_a_real_pod_restarted_on_altered_bytes_refuses_them(
+    cluster: Cluster, models: Models, operator: Operator, ns: str
+) -> None:
+    """The whole story with a pod the sandbox really runs (`modelrelease serve`, then MLflow): bytes altered
+    behind the registry's back are flagged by re-verification, and the next pod start refuses them."""
+    model = model_name("refuse")
+    v1 = models.register(model)
+    models.move_alias(model, v1)
+    template = {"metadata": {"annotations": {RUN_ANNOTATION: RUN_AS_PROCESS}}}
+    spec = release_spec(model, verify={"reverifyInterval": "30s"}, serving={"template": template})
+    spec["rollout"] = {"progressDeadlineSeconds": 300}
+    cluster.apply_release(ns, "fraud", spec)
+    eventually("v1 served by a real pod", partial(ready_on, cluster, ns, "fraud", model, v1), timeout=300)
+    verified = cluster.status(ns, "fraud")["current"]["digest"]
+    before = cluster.deployment(ns, "fraud")
+    assert before is not None
+
+    models.tamper(model, v1)
+    (pod,) = [p for p in cluster.core.list_namespaced_pod(ns).items if p.metadata.deletion_timestamp is None]
+    cluster.core.delete_namespaced_pod(pod.metadata.name, ns)  # as a node drain or an eviction would
+
+    def refused() -> dict[str, Any] | None:
+        for item in cluster.core.list_namespaced_pod(ns).items:
+            if item.metadata.name == pod.metadata.name or item.metadata.deletion_timestamp is not None:
+                continue
+            for container in item.status.container_statuses or []:
+                last = container.last_state.terminated if container.last_state else None
+                if last is not None and last.exit_code == 1 and last.message:
+                    return {"message": last.message, "ready": container.ready}
+        return None
+
+    found = eventually("the new pod to refuse the altered bytes", refused, timeout=300)
+    assert found["ready"] is False
+    assert re.fullmatch(
+        rf"modelrelease serve: models:/{model}/{v1} has digest sha256:[0-9a-f]{{64}}, expected {verified} "
+        r"\(MODEL_DIGEST\): refusing to serve it",
+        found["message"],
+    ), found["message"]
+    condition = eventually(
+        "Degraded=True ServingArtifactChanged",
+        partial(degraded_reason, cluster, ns, "fraud", "True"),
+        timeout=120,
+    )
+    assert condition["reason"] == "ServingArtifactChanged"
+    after = cluster.deployment(ns, "fraud")
+    assert after is not None and after["spec"]["template"] == before["spec"]["template"]
+    assert cluster.status(ns, "fraud")["current"]["version"] == v1  # nothing was rolled back or forward
