@@ -50,6 +50,7 @@ NAMESPACED_NEEDS: dict[tuple[str, str], set[str]] = {
     ("", "events"): {"create", "patch"},
     ("", "secrets"): {"get"},
     ("", "configmaps"): {"get"},
+    ("", "pods"): {"list"},  # the smoke test's new pods, by the Deployment's selector
 }
 CLUSTER_NEEDS: dict[tuple[str, str], set[str]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
@@ -370,6 +371,24 @@ def test_network_policy_admits_metrics_scrapers_and_the_helm_test(helm: str, tmp
         (port["port"], port["protocol"]) for rule in policy["spec"]["egress"] for port in rule["ports"]
     }
     assert {(53, "UDP"), (443, "TCP"), (6443, "TCP")} <= egress_ports
+
+
+def test_network_policy_lets_the_smoke_test_reach_the_managed_serving_pods(helm: str, tmp_path: Path) -> None:
+    from modelrelease.render.manifests import MANAGED_BY, MANAGED_BY_LABEL
+
+    values = {"networkPolicy": {"enabled": True}, "watchNamespaces": ["ml"]}
+    policy = one(render(helm, tmp_path, values), "NetworkPolicy")
+    (rule,) = [r for r in policy["spec"]["egress"] if r.get("to")]
+    (peer,) = rule["to"]
+    assert peer["podSelector"] == {
+        "matchLabels": {MANAGED_BY_LABEL: MANAGED_BY}
+    }  # what the pod template carries
+    assert peer["namespaceSelector"]["matchExpressions"][0]["values"] == ["ml"]
+    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    closed = one(
+        render(helm, tmp_path, {"networkPolicy": {"enabled": True, "servingPorts": []}}), "NetworkPolicy"
+    )
+    assert not [r for r in closed["spec"]["egress"] if r.get("to")]
 
 
 def test_optional_objects_are_off_by_default(helm: str, tmp_path: Path) -> None:

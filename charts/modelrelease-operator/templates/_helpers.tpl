@@ -74,6 +74,10 @@ app.kubernetes.io/part-of: modelrelease
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get"]
+# The post-rollout smoke test (spec.rollout.smokeTest) finds the new pods' IPs by the Deployment's selector.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 {{- end }}
 
 {{/* Cluster-scoped reads kopf needs to notice CRDs appearing (both RBAC shapes). Namespaces are not
