@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from typing import Any
 
@@ -306,3 +307,18 @@ def test_deployment_without_annotations_carries_no_pin() -> None:
     observed = observe(LIVE_TARGET)
     assert observed.pin is None
     assert rebuilt_entry(observed, NOW) is None
+
+
+def test_target_apply_sets_model_digest_only_where_the_container_reads_it() -> None:
+    live = copy.deepcopy(LIVE_TARGET)
+    server = live["spec"]["template"]["spec"]["containers"][1]
+    server["env"].append({"name": "MODEL_DIGEST", "value": "sha256:" + "00" * 32})
+    applied = manifests.target_apply(RELEASE, target_spec("server"), live, PIN, 5)
+    env = applied["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [
+        {"name": "MODEL_URI", "value": "models:/fraud-detector/7"},
+        {"name": "MODEL_DIGEST", "value": PIN.digest},
+    ]
+    # A container that does not read MODEL_DIGEST is not given one (the operator owns only what it names).
+    plain = manifests.target_apply(RELEASE, target_spec("server"), LIVE_TARGET, PIN, 5)
+    assert [e["name"] for e in plain["spec"]["template"]["spec"]["containers"][0]["env"]] == ["MODEL_URI"]

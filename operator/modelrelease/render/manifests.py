@@ -251,6 +251,11 @@ def target_container(live: dict[str, Any], container: str | None) -> str:
     return container
 
 
+def _env_names(live: dict[str, Any], container: str) -> set[str]:
+    containers = live.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+    return {e.get("name") for c in containers if c.get("name") == container for e in c.get("env") or []}
+
+
 def target_apply(
     release: ReleaseRef,
     spec: ModelReleaseSpec,
@@ -259,14 +264,18 @@ def target_apply(
     generation: int,
     model_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Apply configuration for targetRef mode: only the container's MODEL_URI env (containers and env are
-    lists keyed by name, so nothing else of them is named) and the pod-template annotations; every other
+    """Apply configuration for targetRef mode: only the container's MODEL_URI env (and MODEL_DIGEST when the
+    container already reads it; containers and env are lists keyed by name, so nothing else of them is
+    named) and the pod-template annotations; every other
     field stays as its owner wrote it (`model_uri`: what MODEL_URI gets, default the pin's reference).
     `metadata.uid` is a precondition, not an opinion: if the Deployment
     was deleted meanwhile, the apply fails with a conflict instead of creating one from these fields."""
     assert spec.serving.target_ref is not None
     name = target_container(live, spec.serving.target_ref.container)
     meta = live["metadata"]
+    env = [{"name": MODEL_URI_ENV, "value": model_uri or pin.uri}]
+    if pin.digest and MODEL_DIGEST_ENV in _env_names(live, name):
+        env.append({"name": MODEL_DIGEST_ENV, "value": pin.digest})  # its image checks what it loads
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -274,11 +283,7 @@ def target_apply(
         "spec": {
             "template": {
                 "metadata": {"annotations": pin_annotations(release, pin, generation)},
-                "spec": {
-                    "containers": [
-                        {"name": name, "env": [{"name": MODEL_URI_ENV, "value": model_uri or pin.uri}]}
-                    ]
-                },
+                "spec": {"containers": [{"name": name, "env": env}]},
             }
         },
     }
