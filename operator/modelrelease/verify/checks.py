@@ -370,7 +370,8 @@ async def _signature_result(
     )
     if isinstance(entries, RegistryError):
         return _registry_error("Signature", mode, entries)
-    verdict = signature.verify(bundle, keys, f"ConfigMap {config_map}", entries)
+    # Parsing keys and the bundle and checking the signature write temporary files: off the event loop.
+    verdict = await asyncio.to_thread(signature.verify, bundle, keys, f"ConfigMap {config_map}", entries)
     return _verdict("Signature", mode, verdict.passed, verdict.reason, verdict.code)
 
 
