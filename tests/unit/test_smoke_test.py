@@ -5,6 +5,7 @@ servers on 127.0.0.1 (one answering, one refusing, one silent, a port nobody lis
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,10 +26,11 @@ from modelrelease.verify import smoke
 from modelrelease.verify.checks import CheckResult, check_smoke_test, example_rows, smoke_answer_problem
 
 SPLIT = {"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3, 4], [5, 6]]}}
-REFUSED = (
-    'HTTP 400: {"error_code": "BAD_REQUEST", "message": "Failed to enforce schema of data: Model is '
-    "missing inputs ['a']\"}"
-)
+MLFLOW_400 = {
+    "error_code": "BAD_REQUEST",
+    "message": "Failed to enforce schema of data: Model is missing inputs ['a']",
+}
+REFUSED = "HTTP 400: BAD_REQUEST: Failed to enforce schema of data: Model is missing inputs ['a']"
 
 
 def verdict(outcome: str, reason: str = "2 pods answered the serving input example") -> CheckResult:
@@ -77,7 +79,9 @@ def test_example_rows(example: dict[str, Any], rows: int | None) -> None:
         (200, "<html>ok</html>", 3, "HTTP 200 without predictions: <html>ok</html>"),
         (200, "", 3, "HTTP 200 without predictions: (empty body)"),
         (500, "", 3, "HTTP 500: (empty body)"),
-        (400, REFUSED[len("HTTP 400: ") :], 3, REFUSED),
+        (400, json.dumps(MLFLOW_400), 3, REFUSED),
+        (400, '{"message": "bad"}', 3, "HTTP 400: bad"),
+        (400, '{"detail": "bad"}', 3, 'HTTP 400: {"detail": "bad"}'),
         (400, "line one\nline two", 3, "HTTP 400: line one line two"),
     ],
 )
@@ -87,9 +91,13 @@ def test_an_answer_must_be_200_with_one_prediction_per_row(
     assert smoke_answer_problem(status, body, expected) == problem
 
 
-def test_a_long_answer_is_cut_to_one_bounded_line() -> None:
-    problem = smoke_answer_problem(503, "busy\n" * 1000, 1)
-    assert problem is not None and "\n" not in problem and len(problem) < 400
+def test_a_long_answer_keeps_its_start_and_its_end_on_one_line() -> None:
+    rows = "\n".join(f"{i} 5.1 3.5 1.4 0.2" for i in range(500))
+    message = f"Failed to enforce schema of data '{rows}'. Error: Model is missing inputs ['a']."
+    problem = smoke_answer_problem(400, json.dumps({"error_code": "BAD_REQUEST", "message": message}), 1)
+    assert problem is not None and "\n" not in problem and len(problem) < 450
+    assert problem.startswith("HTTP 400: BAD_REQUEST: Failed to enforce schema of data")
+    assert problem.endswith("Error: Model is missing inputs ['a'].") and " … " in problem
 
 
 # ------------------------------------------------------------------------------- the verdict by mode
@@ -97,7 +105,7 @@ def test_a_long_answer_is_cut_to_one_bounded_line() -> None:
 
 def test_the_verdict_follows_the_mode() -> None:
     good = {"p1": None, "p2": None}
-    bad = {"p1": None, "p2": "127.1.0.3: HTTP 400: no"}
+    bad = {"p1": None, "p2 (127.1.0.3)": "HTTP 400: no"}
     assert check_smoke_test("Enforce", "4", SPLIT, good) == CheckResult(
         "SmokeTest",
         "Passed",
@@ -106,9 +114,16 @@ def test_the_verdict_follows_the_mode() -> None:
     )
     failed = check_smoke_test("Enforce", "4", SPLIT, bad)
     assert (failed.outcome, failed.code) == ("Failed", "SmokeTestFailed")
-    assert failed.reason == "1 of 2 pods refused the serving input example: pod p2: 127.1.0.3: HTTP 400: no"
+    assert failed.reason == "1 of 2 pods refused the serving input example: pod p2 (127.1.0.3): HTTP 400: no"
     assert check_smoke_test("Warn", "4", SPLIT, bad).outcome == "Warned"
     assert check_smoke_test("Warn", "4", SPLIT, good).outcome == "Passed"
+    same = check_smoke_test(
+        "Enforce", "4", SPLIT, {"a": "HTTP 400: no", "b": "HTTP 400: no", "c": "HTTP 500: x"}
+    )
+    assert (
+        same.reason
+        == "3 of 3 pods refused the serving input example: pods a, b: HTTP 400: no; pod c: HTTP 500: x"
+    )
     off = check_smoke_test("Off", "4", SPLIT, bad)
     assert (off.outcome, off.code) == ("Skipped", "CheckDisabled")
 
@@ -259,7 +274,7 @@ def test_a_refused_example_rolls_back_like_a_deadline_and_is_not_retried() -> No
     rolled_out(release, 1)
     release.step(mv(1), deployment(1, "Succeeded"))
     rolled_out(release, 2)
-    answer = f"1 of 1 pods refused the serving input example: pod fraud-2-x: 127.1.0.9: {REFUSED}"
+    answer = f"1 of 1 pods refused the serving input example: pod fraud-2-x (127.1.0.9): {REFUSED}"
     plan = release.step(mv(2), deployment(2, "Succeeded"), smoke=verdict("Failed", answer))
     assert plan.deploy is not None and (plan.deploy.kind, plan.deploy.pin.version) == ("Rollback", "1")
     entry = plan.status.history[-1]
@@ -382,18 +397,17 @@ async def test_a_refusal_a_closed_port_and_a_silent_pod_are_clear_failures(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async def refuse(request: web.Request) -> web.Response:
-        message = "Failed to enforce schema of data: Model is missing inputs ['a']"
-        return web.json_response({"error_code": "BAD_REQUEST", "message": message}, status=400)
+        return web.json_response(MLFLOW_400, status=400)
 
     async with model_server(refuse) as port:
         refused = await smoke.smoke_test("Enforce", "2", SPLIT, [("p", "127.0.0.1")], port)
     assert refused.outcome == "Failed"
-    assert refused.reason == f"1 of 1 pods refused the serving input example: pod p: 127.0.0.1: {REFUSED}"
+    assert refused.reason == f"1 of 1 pods refused the serving input example: pod p (127.0.0.1): {REFUSED}"
 
     nobody = await smoke.smoke_test("Enforce", "2", SPLIT, [("p", "127.0.0.1")], closed_port())
     assert nobody.outcome == "Failed"
     assert nobody.reason.endswith(
-        "pod p: 127.0.0.1: connection refused (no server listens on the pod's IP and port)"
+        "pod p (127.0.0.1): connection refused (no server listens on the pod's IP and port)"
     )
 
     async def hang(request: web.Request) -> web.Response:
@@ -403,7 +417,7 @@ async def test_a_refusal_a_closed_port_and_a_silent_pod_are_clear_failures(
     monkeypatch.setattr(smoke, "REQUEST_TIMEOUT_S", 0.3)
     async with model_server(hang) as port:
         silent = await smoke.smoke_test("Warn", "2", SPLIT, [("p", "127.0.0.1")], port)
-    assert silent.outcome == "Warned" and silent.reason.endswith("pod p: 127.0.0.1: no answer within 0.3s")
+    assert silent.outcome == "Warned" and silent.reason.endswith("pod p (127.0.0.1): no answer within 0.3s")
 
 
 async def test_a_pod_ip_that_is_not_an_address_is_never_contacted() -> None:

@@ -246,18 +246,35 @@ def example_rows(example: Mapping[str, Any]) -> int | None:
     return None
 
 
+ANSWER_SHOWN = 420
+"""At most this many characters of a server's answer go into a reason: its start and its end, where
+servers put the cause (MLflow's schema errors quote the rejected rows in between)."""
+
+
+def _clip(text: str, limit: int = ANSWER_SHOWN) -> str:
+    """`text` on one line, at most `limit` characters: its head and tail around an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return f"{text[:head]} … {text[len(text) - (limit - head - 3) :]}"
+
+
 def smoke_answer_problem(status: int, body: str, expected_rows: int | None) -> str | None:
     """What is wrong with a pod's answer to the serving input example, or None: it must be HTTP 200 with
-    a JSON object holding `predictions`, one per example row when the example's rows can be counted."""
-    text = " ".join(body.split())
-    if status != 200:
-        return f"HTTP {status}: {text[:300] or '(empty body)'}"
+    a JSON object holding `predictions`, one per example row when the example's rows can be counted.
+    An error answer is shown by its `message` when it has one (MLflow's `{"error_code", "message"}`)."""
     try:
         answer = json.loads(body)
     except ValueError:
         answer = None
+    if status != 200:
+        if isinstance(answer, Mapping) and isinstance(answer.get("message"), str):
+            code = answer.get("error_code")
+            body = f"{code}: {answer['message']}" if isinstance(code, str) else answer["message"]
+        return f"HTTP {status}: {_clip(body) or '(empty body)'}"
     if not isinstance(answer, Mapping) or "predictions" not in answer:
-        return f"HTTP 200 without predictions: {text[:300] or '(empty body)'}"
+        return f"HTTP 200 without predictions: {_clip(body) or '(empty body)'}"
     rows = _rows(answer["predictions"])
     if expected_rows is not None and rows != expected_rows:
         counted = "predictions that cannot be counted" if rows is None else f"{rows} predictions"
@@ -282,11 +299,18 @@ def check_smoke_test(
         return CheckResult("SmokeTest", "Skipped", reason, "NoInputExample")
     if not problems:
         return CheckResult("SmokeTest", "Skipped", f"no ready pod of version {version}", "NoReadyPods")
-    failed = {pod: problem for pod, problem in problems.items() if problem is not None}
+    failed: dict[str, list[str]] = {}  # pods by what was wrong, so that one refusal is told once
+    for pod, problem in sorted(problems.items()):
+        if problem is not None:
+            failed.setdefault(problem, []).append(pod)
     if failed:
-        detail = "; ".join(f"pod {pod}: {problem}" for pod, problem in sorted(failed.items()))
-        reason = f"{len(failed)} of {len(problems)} pods refused the serving input example: {detail}"
-        return _verdict("SmokeTest", mode, False, reason[:1000], "SmokeTestFailed")
+        count = sum(len(pods) for pods in failed.values())
+        detail = "; ".join(
+            f"{'pod' if len(pods) == 1 else 'pods'} {', '.join(pods)}: {problem}"
+            for problem, pods in failed.items()
+        )
+        reason = f"{count} of {len(problems)} pods refused the serving input example: {detail}"
+        return _verdict("SmokeTest", mode, False, _clip(reason, 1000), "SmokeTestFailed")
     rows = example_rows(example)
     each = "" if rows is None else f" with {rows} prediction{'s' if rows != 1 else ''}"
     pods = f"{len(problems)} pod{'s' if len(problems) != 1 else ''}"

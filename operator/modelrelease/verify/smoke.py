@@ -104,11 +104,9 @@ async def smoke_test(
             try:
                 status, text = await post(url, body)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                return f"{ip}: {_unanswered(exc)}"
-        problem = smoke_answer_problem(status, text, rows)
-        return None if problem is None else f"{ip}: {problem}"
+                return _unanswered(exc)
+        return smoke_answer_problem(status, text, rows)
 
     answers = await asyncio.gather(*(one(ip) for _name, ip in pods))
-    return check_smoke_test(
-        mode, version, example, dict(zip((name for name, _ip in pods), answers, strict=True))
-    )
+    labels = (f"{name} ({ip})" for name, ip in pods)
+    return check_smoke_test(mode, version, example, dict(zip(labels, answers, strict=True)))
