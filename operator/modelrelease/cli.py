@@ -38,12 +38,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given(*values: str | None) -> list[str]:
+    return [value for value in values if value is not None]
+
+
 def _digest(args: argparse.Namespace) -> int:
     from modelrelease.registry.base import RegistryError
-    from modelrelease.registry.commands import digest_command
+    from modelrelease.registry.commands import digest_command, sagemaker_digest_command
 
     try:
-        print(digest_command(args.model_uri))
+        if args.registry == "sagemaker":
+            print(sagemaker_digest_command([args.model_uri, *_given(args.version)], args.region))
+        elif args.version or args.region:
+            raise RegistryError("MLflow: name the version in MODEL_URI (models:/NAME/N), with no --region")
+        else:
+            print(digest_command(args.model_uri))
     except RegistryError as exc:
         print(f"modelrelease digest: {exc}", file=sys.stderr)
         return 1
@@ -52,9 +61,15 @@ def _digest(args: argparse.Namespace) -> int:
 
 def _stamp(args: argparse.Namespace) -> int:
     from modelrelease.registry.base import RegistryError
-    from modelrelease.registry.commands import stamp_command
+    from modelrelease.registry.commands import sagemaker_stamp_command, stamp_command
 
     try:
+        if args.registry == "sagemaker":
+            arn, digest = sagemaker_stamp_command([args.name, *_given(args.version)], args.tag, args.region)
+            print(f"{arn}: {args.tag}={digest}")
+            return 0
+        if args.version is None or args.region:
+            raise RegistryError("MLflow: name a registered model and one version (NAME VERSION), no --region")
         digest = stamp_command(args.name, args.version, args.tag)
     except RegistryError as exc:
         print(f"modelrelease stamp: {exc}", file=sys.stderr)
@@ -88,6 +103,16 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.main(Path(args.dir).resolve(), keep=args.keep)
 
 
+def _add_registry_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--registry",
+        choices=["mlflow", "sagemaker"],
+        default="mlflow",
+        help="mlflow (MLFLOW_TRACKING_URI) or sagemaker (boto3's credentials and endpoints; default mlflow)",
+    )
+    parser.add_argument("--region", help="sagemaker: AWS region (default: the ARN's, AWS_REGION)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelrelease", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,13 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     digest = commands.add_parser("digest", help="print the canonical sha256 digest of a model's artifacts")
-    digest.add_argument("model_uri", help="models:/NAME/N (models:/NAME/versions/N is accepted too)")
+    digest.add_argument(
+        "model_uri",
+        help="models:/NAME/N (models:/NAME/versions/N is accepted too); sagemaker: GROUP, or the package ARN",
+    )
+    digest.add_argument("version", nargs="?", help="sagemaker: the version")
+    _add_registry_arguments(digest)
     digest.set_defaults(func=_digest)
 
     stamp = commands.add_parser("stamp", help="record a version's digest as a registry tag")
-    stamp.add_argument("name", help="registered model name")
-    stamp.add_argument("version", help="model version number")
-    stamp.add_argument("--tag", default="modelrelease.io/sha256", help="version tag to write")
+    stamp.add_argument("name", help="registered model name; sagemaker: model package group, or its ARN")
+    stamp.add_argument("version", nargs="?", help="model version number")
+    stamp.add_argument(
+        "--tag",
+        default="modelrelease.io/sha256",
+        help="version tag to write (sagemaker: the CustomerMetadataProperties key)",
+    )
+    _add_registry_arguments(stamp)
     stamp.set_defaults(func=_stamp)
 
     sign = commands.add_parser(

@@ -4,15 +4,23 @@ the sandbox's moto server (which answers SageMaker on the S3 endpoint)."""
 from __future__ import annotations
 
 import io
+import os
+import re
+import subprocess
+import sys
 import tarfile
 import uuid
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from helpers import Cluster, Operator, eventually, history
+from aiohttp import ClientSession, web
+from helpers import Cluster, Operator, RegistryProxy, eventually, history
 
-from modelrelease.sandbox.stack import SandboxInfo
+from modelrelease.registry.sagemaker import CONNECT_TIMEOUT_S, MAX_ATTEMPTS, READ_TIMEOUT_S
+from modelrelease.sandbox.stack import SandboxInfo, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -53,10 +61,24 @@ class Group:
         self.s3 = client(sandbox, "s3")
         self.sm.create_model_package_group(ModelPackageGroupName=self.name)
 
-    def register(self, n: int, *, f1: float = 0.9, approved: bool = False, link: str | None = None) -> str:
-        key = f"sagemaker/{self.name}/{n}"
-        body = tarball({"model/MLmodel": MLMODEL, "model/model.pkl": f"weights {n}".encode()}, link)
-        self.s3.put_object(Bucket=self.sandbox.bucket, Key=f"{key}/model.tar.gz", Body=body)
+    def key(self, n: int) -> str:
+        return f"sagemaker/{self.name}/{n}"
+
+    def upload(self, n: int, weights: bytes, link: str | None = None) -> None:
+        body = tarball({"model/MLmodel": MLMODEL, "model/model.pkl": weights}, link)
+        self.s3.put_object(Bucket=self.sandbox.bucket, Key=f"{self.key(n)}/model.tar.gz", Body=body)
+
+    def register(
+        self,
+        n: int,
+        *,
+        f1: float = 0.9,
+        approved: bool = False,
+        link: str | None = None,
+        properties: dict[str, str] | None = None,
+    ) -> str:
+        key = self.key(n)
+        self.upload(n, f"weights {n}".encode(), link)
         stats = b'{"binary_classification_metrics": {"f1": {"value": %f}}}' % f1
         self.s3.put_object(Bucket=self.sandbox.bucket, Key=f"{key}/statistics.json", Body=stats)
         answer = self.sm.create_model_package(
@@ -77,11 +99,20 @@ class Group:
                     }
                 }
             },
+            **({"CustomerMetadataProperties": properties} if properties else {}),
         )
         return str(answer["ModelPackageArn"])
 
     def approve(self, arn: str) -> None:
-        self.sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+        """Approve as SageMaker would: its properties (the digest stamp) stay, which moto's update resets
+        unless they are sent back."""
+        properties = self.sm.describe_model_package(ModelPackageName=arn).get("CustomerMetadataProperties")
+        self.sm.update_model_package(
+            ModelPackageArn=arn,
+            ModelApprovalStatus="Approved",
+            ApprovalDescription="approved by the test",
+            **({"CustomerMetadataProperties": properties} if properties else {}),
+        )
 
 
 def spec(group: str, **model: Any) -> dict[str, Any]:
@@ -159,3 +190,216 @@ def test_what_does_not_resolve_is_resolved_false_and_deploys_nothing(
     assert resolved["reason"] in ("ModelNotFound", "VersionNotFound", "NoApprovedVersion"), resolved
     assert "\n" not in resolved["message"]
     assert cluster.deployment(ns, "sm") is None
+
+
+# ------------------------------------------------------------------------------ modelrelease digest / stamp
+
+CLI = Path(sys.executable).with_name("modelrelease")
+DIGEST_TAG = "modelrelease.io/sha256"
+
+
+def cli(sandbox: SandboxInfo, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The console script as a user runs it: the sandbox's AWS env, boto3's endpoint override to moto."""
+    return subprocess.run(
+        [str(CLI), *args],
+        env={**os.environ, **sandbox.env, "AWS_ENDPOINT_URL": sandbox.s3_url, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def stamp(sandbox: SandboxInfo, group: str, version: str) -> str:
+    stamped = cli(sandbox, "stamp", "--registry", "sagemaker", group, version)
+    assert stamped.returncode == 0, stamped.stderr
+    return stamped.stdout.strip().rsplit("=", 1)[1]
+
+
+def test_digest_and_stamp_name_a_package_by_group_and_version_or_by_arn(sandbox: SandboxInfo) -> None:
+    group = Group(sandbox)
+    arn = group.register(1, approved=True, properties={"team": "fraud"})
+    group.approve(arn)  # with an ApprovalDescription, which moto would reset unless stamp sends it back
+
+    by_name = cli(sandbox, "digest", "--registry", "sagemaker", group.name, "1")
+    by_arn = cli(sandbox, "digest", "--registry", "sagemaker", arn)
+    assert by_name.returncode == 0 and by_arn.returncode == 0, (by_name.stderr, by_arn.stderr)
+    digest = by_name.stdout.strip()
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest) and by_arn.stdout.strip() == digest
+
+    stamped = cli(sandbox, "stamp", "--registry", "sagemaker", group.name, "1")
+    assert stamped.returncode == 0, stamped.stderr
+    assert stamped.stdout == f"{arn}: {DIGEST_TAG}={digest}\n"
+    package = group.sm.describe_model_package(ModelPackageName=arn)
+    assert package["CustomerMetadataProperties"] == {"team": "fraud", DIGEST_TAG: digest}
+    assert package["ModelApprovalStatus"] == "Approved"
+    assert package["ApprovalDescription"] == "approved by the test"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["digest", "--registry", "sagemaker", "no-such-group", "1"], {}, "no-such-group: not found"),
+        (["stamp", "--registry", "sagemaker", "{group}", "7"], {}, "has no version 7"),
+        (["stamp", "--registry", "sagemaker", "{group}", "one"], {}, "positive integer, not 'one'"),
+        (["digest", "--registry", "sagemaker", "{group}"], {}, "GROUP VERSION, or its ARN"),
+        (
+            ["stamp", "--registry", "sagemaker", "{group}", "1"],
+            {"AWS_REGION": "", "AWS_DEFAULT_REGION": ""},
+            "no AWS region",
+        ),
+        (["stamp", "--registry", "sagemaker", "--region", "Mars", "{group}", "1"], {}, "not an AWS region"),
+        (
+            ["digest", "--registry", "sagemaker", "{group}", "1"],
+            {"AWS_ENDPOINT_URL": "http://127.0.0.1:{port}"},
+            "unavailable",
+        ),
+        (["digest", "models:/x/1", "1"], {}, "MLflow: name the version in MODEL_URI"),
+    ],
+)
+def test_digest_and_stamp_fail_in_one_line(
+    sandbox: SandboxInfo, args: list[str], env: dict[str, str], message: str
+) -> None:
+    group = Group(sandbox)
+    group.register(1, approved=True)
+    port = str(free_port())
+    argv = [a.format(group=group.name) for a in args]
+    failed = cli(sandbox, *argv, **{k: v.format(port=port) for k, v in env.items()})
+    assert failed.returncode == 1 and failed.stdout == "", failed
+    assert failed.stderr.startswith(f"modelrelease {argv[0]}: ") and message in failed.stderr, failed.stderr
+    assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
+
+
+# ------------------------------------------------------------------------------ integrity
+
+
+def test_a_tarball_altered_after_stamping_is_blocked_and_the_previous_version_keeps_serving(
+    sandbox: SandboxInfo, cluster: Cluster, ns: str, operator: Operator
+) -> None:
+    group = Group(sandbox)
+    first = group.register(1)
+    stamped = stamp(sandbox, group.name, "1")
+    group.approve(first)
+    body = spec(group.name)
+    body["verify"]["digest"] = "Enforce"
+    cluster.apply_release(ns, "sm", body)
+    eventually("version 1 serves", lambda: serving(cluster, ns, "sm", "1"))
+    assert cluster.status(ns, "sm")["current"]["digest"] == stamped  # the CLI and the operator agree
+    before = cluster.deployment(ns, "sm")
+    assert before is not None
+
+    second = group.register(2)
+    stamp(sandbox, group.name, "2")
+    group.upload(2, b"weights 2, altered after stamping")
+    group.approve(second)
+    eventually("version 2 is blocked", lambda: ("2", "Blocked") in history(cluster.status(ns, "sm")))
+    verified = cluster.condition(ns, "sm", "Verified")
+    assert (verified["status"], verified["reason"]) == ("False", "DigestMismatch"), verified
+    status = cluster.status(ns, "sm")
+    assert status["phase"] == "Blocked" and status["current"]["version"] == "1"
+    checks = {v["check"]: v for v in status["verification"]}
+    assert checks["Digest"]["outcome"] == "Failed"
+    after = cluster.deployment(ns, "sm")
+    assert after is not None and after["spec"]["template"] == before["spec"]["template"]
+    assert env_of(cluster, ns, "sm")["MODEL_PACKAGE_ARN"] == first
+
+
+# ------------------------------------------------------------------------------ SageMaker outage
+
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+     "transfer-encoding", "upgrade"}
+)  # fmt: skip
+RETRY_BOUND = 5 + MAX_ATTEMPTS * (CONNECT_TIMEOUT_S + READ_TIMEOUT_S) + 30
+"""Seconds from an outage to Resolved=False: one poll interval (5s), every boto3 attempt timing out, slack."""
+
+
+class AwsProxy(RegistryProxy):
+    """A RegistryProxy in front of moto that passes every request header (Host, X-Amz-Target, X-Amz-Date,
+    the SigV4 Authorization: moto does not verify signatures by default) and the body through unchanged,
+    and the answer's headers and raw bytes back: what SageMaker's JSON protocol needs."""
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.counts[request.path] += 1
+        if self._session is None:
+            self._session = ClientSession(auto_decompress=False, skip_auto_headers=("User-Agent", "Accept"))
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        async with self._session.request(
+            request.method, self.upstream + request.path_qs, data=await request.read(), headers=headers
+        ) as answer:
+            back = {
+                k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP | {"content-length"}
+            }
+            return web.Response(status=answer.status, body=await answer.read(), headers=back)
+
+
+def untouched(cluster: Cluster, ns: str, before: dict[str, Any]) -> bool:
+    """Fails the test the moment the Deployment differs from `before` (a probe of every wait)."""
+    now = cluster.deployment(ns, "sm") or {}
+    for field in ("resourceVersion", "generation"):
+        assert now.get("metadata", {}).get(field) == before["metadata"][field], (field, now.get("metadata"))
+    assert env_of(cluster, ns, "sm")["MODEL_URI"].endswith("/1/model.tar.gz")
+    return True
+
+
+def test_the_sagemaker_endpoint_down_leaves_the_deployment_untouched_and_recovers_unaided(
+    sandbox: SandboxInfo, cluster: Cluster, ns: str, operator: Operator
+) -> None:
+    group = Group(sandbox)
+    group.register(1, approved=True)
+    proxy = AwsProxy(sandbox.s3_url)
+    proxy.up()
+    operator.stop()  # a dedicated operator whose SageMaker calls (not S3's) cross the proxy
+    dedicated = Operator(
+        sandbox,
+        sandbox.dir / "logs" / "operator-sagemaker-outage.log",
+        extra_env={
+            "MODELRELEASE_ALLOWED_TRACKING_URIS": operator.env["MODELRELEASE_ALLOWED_TRACKING_URIS"],
+            "AWS_ENDPOINT_URL": sandbox.s3_url,
+            "AWS_ENDPOINT_URL_SAGEMAKER": proxy.url,
+        },
+    )
+    try:
+        dedicated.start()
+        cluster.apply_release(ns, "sm", spec(group.name))
+        eventually("version 1 serves", lambda: serving(cluster, ns, "sm", "1"))
+        assert proxy.counts["/"] > 0  # the SageMaker calls did go through the proxy
+        before = cluster.deployment(ns, "sm")
+        assert before is not None
+
+        proxy.down()
+        group.approve(group.register(2))  # the operator cannot see this while SageMaker is down
+        requests = partial(dedicated.metric, "modelrelease_resolution_cache_requests_total")
+
+        def unavailable() -> dict[str, Any] | None:
+            untouched(cluster, ns, before)
+            condition = cluster.condition(ns, "sm", "Resolved")
+            return condition if condition.get("status") == "False" else None
+
+        resolved = eventually("Resolved=False", unavailable, timeout=RETRY_BOUND)
+        assert resolved["reason"] == "RegistryUnavailable", resolved
+        assert "unavailable" in resolved["message"] and "\n" not in resolved["message"]
+        degraded = cluster.condition(ns, "sm", "Degraded")
+        assert (degraded["status"], degraded["reason"]) == ("True", "RegistryUnavailable"), degraded
+        assert "version 1 keeps serving" in degraded["message"]
+        # Two more polls fail, and the Deployment stays as it was throughout.
+        sent = requests()
+        eventually(
+            "two more polls during the outage",
+            lambda: untouched(cluster, ns, before) and requests() >= sent + 2,
+            timeout=2 * RETRY_BOUND,
+        )
+        assert cluster.status(ns, "sm")["phase"] == "Degraded"
+
+        proxy.up()
+        eventually(
+            "version 2 serves once SageMaker is back",
+            lambda: serving(cluster, ns, "sm", "2"),
+            timeout=RETRY_BOUND,
+        )
+        assert cluster.condition(ns, "sm", "Resolved")["status"] == "True"
+        assert history(cluster.status(ns, "sm")) == [("1", "Succeeded"), ("2", "Succeeded")]
+    finally:
+        dedicated.stop()
+        proxy.close()
+        operator.start()

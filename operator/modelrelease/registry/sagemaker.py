@@ -450,8 +450,8 @@ class SageMakerRegistry:
     # -- registration side
 
     async def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
-        """Record ``key=value`` in CustomerMetadataProperties, sending back the approval status (moto resets
-        what an update does not name; SageMaker keeps it)."""
+        """Record ``key=value`` in CustomerMetadataProperties, sending back the other properties, the approval
+        status and its description (moto resets what an update does not name; SageMaker keeps it)."""
         mv = await self.get_version(name, version, max_age=0.0)
         package = self._hub.packages.get((self.target, mv.uri)) or {}
         await self._call("sagemaker", f"model package {mv.uri}", _set_property, package, key, value)
@@ -503,8 +503,9 @@ def _scan_object(client: Any, location: str) -> Facts:
 def _set_property(client: Any, package: Mapping[str, Any], key: str, value: str) -> None:
     properties = {**(package.get("CustomerMetadataProperties") or {}), key: value}
     kept: dict[str, Any] = {"CustomerMetadataProperties": properties}
-    if package.get("ModelApprovalStatus"):
-        kept["ModelApprovalStatus"] = package["ModelApprovalStatus"]
+    for field in ("ModelApprovalStatus", "ApprovalDescription"):  # moto resets what is not sent back
+        if package.get(field):
+            kept[field] = package[field]
     client.update_model_package(ModelPackageArn=package["ModelPackageArn"], **kept)
 
 
