@@ -226,6 +226,11 @@ def release(
     cluster: Cluster, namespace: str, name: str, model: dict[str, Any], **spec: Any
 ) -> dict[str, Any]:
     deadline = 90 if cluster.sandbox_mlflow is None else SANDBOX_PROGRESS_DEADLINE_S
+    rollout: dict[str, Any] = {"progressDeadlineSeconds": deadline}
+    if cluster.sandbox_mlflow is not None:
+        # The sandbox's pods here are simulated: no server listens on their IPs, so there is nothing to
+        # send the logged input example to (and the network rule forbids trying). On a cluster it is sent.
+        rollout["smokeTest"] = "Off"
     return {
         "apiVersion": "modelrelease.io/v1alpha1",
         "kind": "ModelRelease",
@@ -234,7 +239,7 @@ def release(
             "model": model,
             "registry": {"pollInterval": "5s"},
             "serving": {"replicas": 1},
-            "rollout": {"progressDeadlineSeconds": deadline},
+            "rollout": rollout,
             **spec,
         },
     }
@@ -298,6 +303,9 @@ def test_pinned_release_serves_and_follows_the_alias(
     assert obj["status"]["resolved"]["digest"] == digests[first]
     digest_check = [entry for entry in obj["status"]["verification"] if entry["check"] == "Digest"]
     assert [entry["outcome"] for entry in digest_check] == ["Passed"]
+    smoke = {entry["check"]: entry for entry in obj["status"]["verification"]}["SmokeTest"]
+    # On a cluster the operator sent the logged input example to the new pod's IP (sandbox pods: simulated).
+    assert smoke["outcome"] == ("Skipped" if cluster.sandbox_mlflow is not None else "Passed"), smoke
     assert serving_uri(cluster, namespace, "fraud") == f"models:/{model}/{first}"
     deployment = cluster.get("deployment", "fraud", "-n", namespace)
     assert deployment is not None

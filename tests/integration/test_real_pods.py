@@ -4,8 +4,9 @@ local processes (`modelrelease serve`, then `mlflow models serve`), each on a lo
 These prove what a status-only pod cannot: that the rendered command, env (`MODEL_URI`, `MODEL_DIGEST`,
 `MLFLOW_TRACKING_URI`) and readiness probe start a server that loads the pinned version and answers on
 the pod's own IP, and that a version which cannot load crashes for real (its container exits, restartCount
-grows) and is rolled back by the operator, with no `sandbox-faults` entry. A few tests only: each pod is
-a real MLflow server.
+grows) and is rolled back by the operator, with no `sandbox-faults` entry. And the operator's smoke test
+for real: once the new pods are Ready it POSTs the version's logged serving input example to each pod's IP;
+a server that refuses its own example is rolled back. A few tests only: each pod is a real MLflow server.
 """
 
 from __future__ import annotations
@@ -56,16 +57,34 @@ def answer(url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         return response.status, json.loads(text) if text.startswith(("{", "[")) else text
 
 
+IRIS_COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+
+
 def iris_rows() -> dict[str, Any]:
-    columns = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
-    return {"dataframe_split": {"columns": columns, "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}}
+    return {
+        "dataframe_split": {"columns": IRIS_COLUMNS, "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}
+    }
+
+
+def register_with_example(models: Models, model: str, columns: list[str] = IRIS_COLUMNS) -> str:
+    """A version logged with a three-row input example under `columns` (MLflow saves its
+    serving_input_example.json; with other columns than the signature's, the server refuses it)."""
+    import pandas as pd
+
+    rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+    example = pd.DataFrame(rows, columns=columns)
+    return models.log_version(model, models.estimator, models.signature, {"f1": 0.95}, input_example=example)
+
+
+def smoke_entry(status: dict[str, Any]) -> dict[str, Any]:
+    return {v["check"]: v for v in status.get("verification") or []}.get("SmokeTest", {})
 
 
 def test_a_pinned_version_serves_on_each_pods_own_ip(
     cluster: Cluster, models: Models, operator: Operator, ns: str
 ) -> None:
     model = model_name("serve")
-    v1 = models.register(model)
+    v1 = register_with_example(models, model)
     models.move_alias(model, v1)
     spec = serving_spec(model, deadline=int(START_TIMEOUT))
     spec["serving"]["replicas"] = 2
@@ -84,6 +103,65 @@ def test_a_pinned_version_serves_on_each_pods_own_ip(
         assert status == 200
         assert predicted["predictions"] == [0, 2]  # setosa, virginica: the trained estimator, loaded
     assert all(c["ready"] and c["restartCount"] == 0 for p in pods for c in p["status"]["containerStatuses"])
+    # The operator sent the logged example to both pods before it called the rollout a success.
+    smoke = smoke_entry(cluster.status(ns, "fraud"))
+    assert (smoke["outcome"], smoke["version"]) == ("Passed", v1), smoke
+    assert smoke["reason"] == "2 pods answered the serving input example with 3 predictions"
+    assert "SmokeTestPassed" in {e["reason"] for e in cluster.events(ns, "fraud")}
+
+
+def test_a_version_whose_server_refuses_its_own_input_example_is_rolled_back(
+    cluster: Cluster, models: Models, operator: Operator, ns: str
+) -> None:
+    model = model_name("smoke")
+    v1 = register_with_example(models, model)
+    models.move_alias(model, v1)
+    cluster.apply_release(ns, "fraud", serving_spec(model, deadline=int(START_TIMEOUT)))
+    eventually(
+        "v1 served by a real pod", lambda: ready_on(cluster, ns, "fraud", model, v1), timeout=START_TIMEOUT
+    )
+
+    # v2 loads and serves (its pod turns Ready), but its logged example names columns its signature lacks.
+    v2 = register_with_example(models, model, columns=[c.replace(" (cm)", "") for c in IRIS_COLUMNS])
+    models.move_alias(model, v2)
+    eventually(
+        "v2 rolled back after its smoke test",
+        lambda: history(cluster.status(ns, "fraud"))[-1] == (v2, "RolledBack"),
+        timeout=2 * START_TIMEOUT,
+    )
+    status = cluster.status(ns, "fraud")
+    entry = status["history"][-1]
+    assert entry["reason"] == "SmokeTestFailed"
+    message = entry["message"]
+    assert message.startswith("smoke test failed: 1 of 1 pods refused the serving input example: pod fraud-")
+    assert "HTTP 400" in message and "missing inputs" in message  # MLflow's own answer, on one line
+    assert message.endswith(f"rolled back to version {v1}") and "\n" not in message
+    smoke = smoke_entry(status)
+    assert (smoke["outcome"], smoke["version"]) == ("Failed", v2)
+    events = {e["reason"]: e for e in cluster.events(ns, "fraud")}
+    assert (
+        "missing inputs" in events["SmokeTestFailed"]["message"]
+        and events["SmokeTestFailed"]["type"] == "Warning"
+    )
+    assert "RolledBack" in events
+
+    def back_on_v1() -> list[dict[str, Any]] | None:
+        status = cluster.status(ns, "fraud")
+        if (status.get("phase"), (status.get("current") or {}).get("version")) != ("Degraded", v1):
+            return None
+        pods = pods_of(cluster, ns, v1)
+        ready = [
+            p
+            for p in pods
+            if all(c["ready"] for c in (p.get("status") or {}).get("containerStatuses") or [{}])
+        ]
+        return ready if ready and not pods_of(cluster, ns, v2) else None
+
+    (pod,) = eventually("v1 serving again from a new pod, v2's gone", back_on_v1, timeout=START_TIMEOUT)
+    assert cluster.model_uri(ns, "fraud") == f"models:/{model}/{v1}"
+    status_code, predicted = answer(f"http://{pod['status']['podIP']}:8080/invocations", iris_rows())
+    assert (status_code, predicted["predictions"]) == (200, [0, 2])
+    assert history(cluster.status(ns, "fraud"))[-1] == (v2, "RolledBack")  # and not attempted again
 
 
 def test_a_version_that_cannot_load_crashes_for_real_and_is_rolled_back(

@@ -30,9 +30,19 @@ class Registrar:
         self.s3 = boto3.client("s3", endpoint_url=sandbox.s3_url)
 
     def log_version(
-        self, name: str, estimator: Any, signature: Any, metrics: dict[str, float], stamp: bool = True
+        self,
+        name: str,
+        estimator: Any,
+        signature: Any,
+        metrics: dict[str, float],
+        stamp: bool = True,
+        input_example: Any = None,
     ) -> str:
-        """Log `estimator` in a run with `metrics`, register it under `name`; return the new version."""
+        """Log `estimator` in a run with `metrics`, register it under `name`; return the new version.
+
+        With `input_example` (a few rows, e.g. a DataFrame), MLflow also saves `serving_input_example.json`,
+        the request the operator's smoke test sends to the new pods. MLflow only warns when the example does
+        not fit the signature, so a version whose server refuses its own example can be logged on purpose."""
         import mlflow
 
         with mlflow.start_run(experiment_id=self.experiment_id):
@@ -41,6 +51,7 @@ class Registrar:
                 estimator,
                 name="model",
                 signature=signature,
+                input_example=input_example,
                 registered_model_name=name,
                 pip_requirements=["scikit-learn"],  # skips requirement inference (a subprocess per model)
             )
