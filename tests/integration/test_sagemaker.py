@@ -4,6 +4,7 @@ the sandbox's moto server (which answers SageMaker on the S3 endpoint)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -17,9 +18,13 @@ from typing import Any
 import boto3
 import pytest
 from aiohttp import ClientSession, web
-from helpers import Cluster, Operator, RegistryProxy, eventually, history
+from helpers import Cluster, Models, Operator, RegistryProxy, eventually, history
+from test_integrity import IRIS_ROWS, serving
+from test_real_pods import START_TIMEOUT, answer, pods_of
 
+from modelrelease.registry.digest import local_digest
 from modelrelease.registry.sagemaker import CONNECT_TIMEOUT_S, MAX_ATTEMPTS, READ_TIMEOUT_S
+from modelrelease.sandbox.kubelet import RUN_ANNOTATION, RUN_AS_PROCESS
 from modelrelease.sandbox.stack import SandboxInfo, free_port
 
 pytestmark = pytest.mark.slow
@@ -64,8 +69,10 @@ class Group:
     def key(self, n: int) -> str:
         return f"sagemaker/{self.name}/{n}"
 
-    def upload(self, n: int, weights: bytes, link: str | None = None) -> None:
-        body = tarball({"model/MLmodel": MLMODEL, "model/model.pkl": weights}, link)
+    def upload(
+        self, n: int, weights: bytes, link: str | None = None, members: dict[str, bytes] | None = None
+    ) -> None:
+        body = tarball(members or {"model/MLmodel": MLMODEL, "model/model.pkl": weights}, link)
         self.s3.put_object(Bucket=self.sandbox.bucket, Key=f"{self.key(n)}/model.tar.gz", Body=body)
 
     def register(
@@ -76,9 +83,11 @@ class Group:
         approved: bool = False,
         link: str | None = None,
         properties: dict[str, str] | None = None,
+        members: dict[str, bytes] | None = None,
     ) -> str:
+        """Version n: a model.tar.gz of `members` (default: a stand-in MLmodel and weights in model/)."""
         key = self.key(n)
-        self.upload(n, f"weights {n}".encode(), link)
+        self.upload(n, f"weights {n}".encode(), link, members)
         stats = b'{"binary_classification_metrics": {"f1": {"value": %f}}}' % f1
         self.s3.put_object(Bucket=self.sandbox.bucket, Key=f"{key}/statistics.json", Body=stats)
         answer = self.sm.create_model_package(
@@ -129,7 +138,7 @@ def env_of(cluster: Cluster, ns: str, name: str) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in containers[0].get("env") or []}
 
 
-def serving(cluster: Cluster, ns: str, name: str, version: str) -> bool:
+def serving_release(cluster: Cluster, ns: str, version: str, name: str = "sm") -> bool:
     status = cluster.status(ns, name)
     return status.get("phase") == "Ready" and (status.get("current") or {}).get("version") == version
 
@@ -140,7 +149,7 @@ def test_latest_approved_follows_approvals_and_a_version_below_a_gate_is_blocked
     group = Group(sandbox)
     first = group.register(1, approved=True)
     cluster.apply_release(ns, "sm", spec(group.name))
-    eventually("version 1 serves", lambda: serving(cluster, ns, "sm", "1"))
+    eventually("version 1 serves", lambda: serving_release(cluster, ns, "1"))
     env = env_of(cluster, ns, "sm")
     assert env["MODEL_URI"] == f"s3://{sandbox.bucket}/sagemaker/{group.name}/1/model.tar.gz"
     assert env["MODEL_PACKAGE_ARN"] == first and "MLFLOW_TRACKING_URI" not in env
@@ -148,7 +157,7 @@ def test_latest_approved_follows_approvals_and_a_version_below_a_gate_is_blocked
 
     second = group.register(2)
     group.approve(second)
-    eventually("version 2 serves", lambda: serving(cluster, ns, "sm", "2"))
+    eventually("version 2 serves", lambda: serving_release(cluster, ns, "2"))
 
     third = group.register(3, f1=0.5)
     group.approve(third)
@@ -283,7 +292,7 @@ def test_a_tarball_altered_after_stamping_is_blocked_and_the_previous_version_ke
     body = spec(group.name)
     body["verify"]["digest"] = "Enforce"
     cluster.apply_release(ns, "sm", body)
-    eventually("version 1 serves", lambda: serving(cluster, ns, "sm", "1"))
+    eventually("version 1 serves", lambda: serving_release(cluster, ns, "1"))
     assert cluster.status(ns, "sm")["current"]["digest"] == stamped  # the CLI and the operator agree
     before = cluster.deployment(ns, "sm")
     assert before is not None
@@ -362,7 +371,7 @@ def test_the_sagemaker_endpoint_down_leaves_the_deployment_untouched_and_recover
     try:
         dedicated.start()
         cluster.apply_release(ns, "sm", spec(group.name))
-        eventually("version 1 serves", lambda: serving(cluster, ns, "sm", "1"))
+        eventually("version 1 serves", lambda: serving_release(cluster, ns, "1"))
         assert proxy.counts["/"] > 0  # the SageMaker calls did go through the proxy
         before = cluster.deployment(ns, "sm")
         assert before is not None
@@ -394,7 +403,7 @@ def test_the_sagemaker_endpoint_down_leaves_the_deployment_untouched_and_recover
         proxy.up()
         eventually(
             "version 2 serves once SageMaker is back",
-            lambda: serving(cluster, ns, "sm", "2"),
+            lambda: serving_release(cluster, ns, "2"),
             timeout=RETRY_BOUND,
         )
         assert cluster.condition(ns, "sm", "Resolved")["status"] == "True"
@@ -403,3 +412,102 @@ def test_the_sagemaker_endpoint_down_leaves_the_deployment_untouched_and_recover
         dedicated.stop()
         proxy.close()
         operator.start()
+
+
+# ------------------------------------------------------------------------------ modelrelease serve
+
+
+@pytest.fixture(scope="module")
+def iris(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real MLflow model (the trained iris estimator, with its signature) saved to a local folder."""
+    import mlflow.sklearn
+
+    folder = tmp_path_factory.mktemp("iris") / "model"
+    mlflow.sklearn.save_model(models.estimator, str(folder), signature=models.signature)
+    return folder
+
+
+def archived(folder: Path, top: str) -> dict[str, bytes]:
+    """The folder's files as tarball members, under the top-level folder `top` ("": at the archive root)."""
+    prefix = f"{top}/" if top else ""
+    return {
+        f"{prefix}{p.relative_to(folder)}": p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("top", ["model", ""])
+def test_serve_fetches_the_tarball_and_answers_with_the_verified_digest(
+    sandbox: SandboxInfo, iris: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, top: str
+) -> None:
+    group = Group(sandbox)
+    group.register(1, approved=True, members=archived(iris, top))
+    digest = stamp(sandbox, group.name, "1")
+    assert digest == local_digest(iris)  # the archive's tree is the model folder's, wherever it sits
+    uri = f"s3://{sandbox.bucket}/{group.key(1)}/model.tar.gz"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", sandbox.s3_url)  # boto3's own override, as in a pod's env
+    with serving(sandbox, tmp_path, uri, digest) as served:
+        eventually("/ping to answer 200", lambda: (served.get("/ping") or (0,))[0] == 200, timeout=180)
+        status, body = served.get("/invocations", IRIS_ROWS) or (0, b"")
+        assert status == 200, body
+        assert json.loads(body) == {"predictions": [0, 2]}
+    local = tmp_path / "model" / "model" / top if top else tmp_path / "model" / "model"
+    first = served.log.read_text().splitlines()[0]
+    assert first == f"modelrelease serve: {uri} downloaded to {local}, digest {digest} (matches)"
+    assert not (tmp_path / "model" / "model.tar.gz").exists()  # the tarball is not kept beside the model
+    assert not served.termination_log.exists()
+
+
+@pytest.mark.parametrize("case", ["altered", "hostile", "missing"])
+def test_serve_refuses_an_altered_hostile_or_missing_tarball_in_one_line(
+    sandbox: SandboxInfo, iris: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    group = Group(sandbox)
+    group.register(
+        1, approved=True, members=archived(iris, "model"), link="/etc/passwd" if case == "hostile" else None
+    )
+    verified = local_digest(iris)
+    if case == "altered":  # after the operator verified it: what a pod restart would load
+        group.upload(1, b"", members={**archived(iris, "model"), "model/model.pkl": b"altered"})
+    uri = f"s3://{sandbox.bucket}/{group.key(1)}/{'gone.tar.gz' if case == 'missing' else 'model.tar.gz'}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", sandbox.s3_url)
+    with serving(sandbox, tmp_path, uri, verified) as served:
+        assert served.process is not None
+        assert served.process.wait(timeout=180) == 1
+    line = served.termination_log.read_text()
+    expected = {
+        "altered": rf"{re.escape(uri)} has digest sha256:[0-9a-f]{{64}}, expected {verified} "
+        r"\(MODEL_DIGEST\): refusing to serve it",
+        "hostile": rf"archive {re.escape(uri)}: 'model/evil' is a link",
+        "missing": rf"cannot download {re.escape(uri)}: .*Not Found",
+    }[case]
+    assert re.fullmatch(rf"modelrelease serve: {expected}\n", line), line
+    assert served.log.read_text() == line  # the same one line on stderr, nothing else
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "model" / "model" / "model" / "evil").exists()
+
+
+def test_a_sagemaker_release_really_serves_in_a_pod_the_sandbox_runs(
+    sandbox: SandboxInfo, cluster: Cluster, ns: str, operator: Operator, iris: Path
+) -> None:
+    group = Group(sandbox)
+    arn = group.register(1, members=archived(iris, "model"))
+    digest = stamp(sandbox, group.name, "1")
+    group.approve(arn)
+    body = spec(group.name)
+    body["verify"]["digest"] = "Enforce"
+    body["rollout"] = {"progressDeadlineSeconds": int(START_TIMEOUT)}
+    aws = {k: v for k, v in sandbox.env.items() if k.startswith("AWS_")}  # IRSA's part on a real cluster
+    body["serving"] = {
+        "template": {"metadata": {"annotations": {RUN_ANNOTATION: RUN_AS_PROCESS}}},
+        "env": [{"name": k, "value": v} for k, v in {**aws, "AWS_ENDPOINT_URL": sandbox.s3_url}.items()],
+    }
+    cluster.apply_release(ns, "sm", body)
+    eventually(
+        "version 1 served by a real pod", lambda: serving_release(cluster, ns, "1"), timeout=START_TIMEOUT
+    )
+    assert cluster.status(ns, "sm")["current"]["digest"] == digest
+    (pod,) = pods_of(cluster, ns, "1")
+    ip = pod["status"]["podIP"]
+    assert answer(f"http://{ip}:8080/ping")[0] == 200
+    status, predicted = answer(f"http://{ip}:8080/invocations", IRIS_ROWS)
+    assert status == 200 and predicted["predictions"] == [0, 2]
+    assert all(c["ready"] and c["restartCount"] == 0 for c in pod["status"]["containerStatuses"])

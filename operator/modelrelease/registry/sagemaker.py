@@ -29,7 +29,7 @@ import os
 import re
 import tarfile
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import IO, Any, BinaryIO, TypeVar, cast
@@ -113,15 +113,38 @@ def _relative(name: str) -> str:
     return "/".join(part for part in name.split("/") if part not in ("", "."))
 
 
+def archive_root(paths: Iterable[str]) -> str:
+    """The model's root among an archive's file paths: ``""`` (the archive root), or its single top-level
+    folder when every file is inside it (``model/MLmodel``, ``model/model.pkl`` give ``model``)."""
+    found = list(paths)
+    tops = {path.split("/", 1)[0] for path in found}
+    return tops.pop() if len(tops) == 1 and all("/" in path for path in found) else ""
+
+
 def rooted(entries: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The entries relative to the model's root: the archive root, or its single top-level folder when
-    every file is inside it (``model/MLmodel``, ``model/model.pkl``)."""
+    """The entries relative to the model's root (:func:`archive_root`)."""
     found = list(entries)
-    tops = {path.split("/", 1)[0] for path, _ in found}
-    if len(tops) == 1 and all("/" in path for path, _ in found):
-        prefix = tops.pop() + "/"
-        return [(path.removeprefix(prefix), digest) for path, digest in found]
-    return found
+    top = archive_root(path for path, _ in found)
+    return [(path.removeprefix(top + "/"), digest) for path, digest in found] if top else found
+
+
+def checked_members(
+    archive: tarfile.TarFile, location: str, max_members: int = MAX_ARCHIVE_MEMBERS
+) -> Iterator[tuple[tarfile.TarInfo, str]]:
+    """The archive's regular files with their relative paths, in archive order (stream mode works); a
+    hostile member (:func:`member_problem`) raises UnsafeArchive, more than ``max_members`` members
+    ArtifactTreeTooLarge. What the operator hashes and what ``modelrelease serve`` unpacks."""
+    for count, member in enumerate(archive, 1):
+        problem = member_problem(member)
+        if problem is not None:
+            raise RegistryError(f"archive {location}: {problem}", reason="UnsafeArchive")
+        if count > max_members:
+            raise RegistryError(
+                f"archive {location} has more than {max_members} members", reason="ArtifactTreeTooLarge"
+            )
+        path = _relative(member.name)
+        if member.isfile() and path:
+            yield member, path
 
 
 def scan_archive(stream: IO[bytes], location: str, max_members: int = MAX_ARCHIVE_MEMBERS) -> Facts:
@@ -130,20 +153,9 @@ def scan_archive(stream: IO[bytes], location: str, max_members: int = MAX_ARCHIV
     mlmodels: dict[str, bytes] = {}
     try:
         with tarfile.open(fileobj=stream, mode="r|*") as archive:
-            for count, member in enumerate(archive, 1):
-                problem = member_problem(member)
-                if problem is not None:
-                    raise RegistryError(f"archive {location}: {problem}", reason="UnsafeArchive")
-                if count > max_members:
-                    raise RegistryError(
-                        f"archive {location} has more than {max_members} members",
-                        reason="ArtifactTreeTooLarge",
-                    )
-                if member.isdir():
-                    continue
-                path = _relative(member.name)
+            for member, path in checked_members(archive, location, max_members):
                 extracted = archive.extractfile(member)
-                if extracted is None or not path:
+                if extracted is None:
                     continue
                 if path.rsplit("/", 1)[-1] == "MLmodel" and path.count("/") <= 1:
                     if member.size > MLMODEL_MAX_BYTES:
@@ -264,7 +276,8 @@ def _missing(exc: Exception) -> bool:
     )
 
 
-def _client(service: str, region: str | None) -> Any:
+def boto3_client(service: str, region: str | None) -> Any:
+    """A boto3 client with the backend's timeouts and bounded retries (blocking: loads botocore's model)."""
     import boto3
     import botocore.config
 
@@ -303,7 +316,7 @@ class SageMakerRegistries:
             key = (service, region)
             if key not in self._clients:
                 loop = asyncio.get_running_loop()
-                self._clients[key] = await loop.run_in_executor(io_pool(), _client, service, region)
+                self._clients[key] = await loop.run_in_executor(io_pool(), boto3_client, service, region)
         return self._clients[key]
 
     def remember(self, target: SageMakerTarget, package: Mapping[str, Any]) -> None:
@@ -474,13 +487,14 @@ def _describe_package(client: Any, arn: str) -> dict[str, Any]:
     return answer
 
 
-def _split(location: str) -> tuple[str, str]:
+def split_s3_uri(location: str) -> tuple[str, str]:
+    """(bucket, key) of ``s3://bucket/key``."""
     parts = urlsplit(location)
     return parts.netloc, parts.path.lstrip("/")
 
 
 def _read_object(client: Any, location: str, limit: int) -> bytes:
-    bucket, key = _split(location)
+    bucket, key = split_s3_uri(location)
     body = client.get_object(Bucket=bucket, Key=key)["Body"]
     try:
         data: bytes = body.read(limit + 1)
@@ -492,7 +506,7 @@ def _read_object(client: Any, location: str, limit: int) -> bytes:
 
 
 def _scan_object(client: Any, location: str) -> Facts:
-    bucket, key = _split(location)
+    bucket, key = split_s3_uri(location)
     body = client.get_object(Bucket=bucket, Key=key)["Body"]
     try:
         return scan_archive(body, location)
