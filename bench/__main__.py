@@ -6,13 +6,14 @@ import argparse
 import time
 from collections.abc import Callable
 
-from bench import alias_latency, digest, registry_sharing, retry_bound
+from bench import alias_latency, digest, registry_sharing, retry_bound, scale
 from bench.common import Env, environment
 
 BENCHMARKS: dict[str, Callable[[Env], None]] = {
     "digest": digest.run,
     "registry_sharing": registry_sharing.run,
     "alias_latency": alias_latency.run,
+    "scale": scale.run,
 }
 WITHOUT_SANDBOX: dict[str, Callable[[], None]] = {"retry_bound": retry_bound.run}
 

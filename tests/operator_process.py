@@ -37,8 +37,12 @@ def eventually(what: str, probe: Callable[[], T | None], timeout: float = 90.0, 
 class Operator:
     """The real operator process (`python -m modelrelease.cli run`) against the sandbox."""
 
-    def __init__(self, sandbox: SandboxInfo, log: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, sandbox: SandboxInfo, log: Path, extra_env: dict[str, str] | None = None, verbose: bool = True
+    ) -> None:
+        """`verbose` runs it with debug logging (tests read the log); benchmarks run it as the chart does."""
         self.sandbox = sandbox
+        self.verbose = verbose
         self.log = log
         self.metrics_port = free_port()
         self.health_port = free_port()
@@ -60,7 +64,7 @@ class Operator:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "modelrelease.cli", "run", "--verbose"],
+                [sys.executable, "-m", "modelrelease.cli", "run", *(["--verbose"] if self.verbose else [])],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
