@@ -91,13 +91,16 @@ def test_an_answer_must_be_200_with_one_prediction_per_row(
     assert smoke_answer_problem(status, body, expected) == problem
 
 
-def test_a_long_answer_keeps_its_start_and_its_end_on_one_line() -> None:
+def test_a_long_answer_is_shown_by_its_cause_or_its_start_and_end_on_one_line() -> None:
     rows = "\n".join(f"{i} 5.1 3.5 1.4 0.2" for i in range(500))
     message = f"Failed to enforce schema of data '{rows}'. Error: Model is missing inputs ['a']."
     problem = smoke_answer_problem(400, json.dumps({"error_code": "BAD_REQUEST", "message": message}), 1)
-    assert problem is not None and "\n" not in problem and len(problem) < 450
-    assert problem.startswith("HTTP 400: BAD_REQUEST: Failed to enforce schema of data")
-    assert problem.endswith("Error: Model is missing inputs ['a'].") and " … " in problem
+    assert problem == "HTTP 400: BAD_REQUEST: … Error: Model is missing inputs ['a']."
+    plain = smoke_answer_problem(502, f"upstream failed {rows} giving up", 1)
+    assert plain is not None and "\n" not in plain and len(plain) < 450
+    assert (
+        plain.startswith("HTTP 502: upstream failed 0 5.1") and plain.endswith("giving up") and " … " in plain
+    )
 
 
 # ------------------------------------------------------------------------------- the verdict by mode

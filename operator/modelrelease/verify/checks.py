@@ -269,10 +269,16 @@ def smoke_answer_problem(status: int, body: str, expected_rows: int | None) -> s
     except ValueError:
         answer = None
     if status != 200:
+        code = ""
         if isinstance(answer, Mapping) and isinstance(answer.get("message"), str):
-            code = answer.get("error_code")
-            body = f"{code}: {answer['message']}" if isinstance(code, str) else answer["message"]
-        return f"HTTP {status}: {_clip(body) or '(empty body)'}"
+            code = f"{answer['error_code']}: " if isinstance(answer.get("error_code"), str) else ""
+            body = answer["message"]
+        body = " ".join(body.split())
+        if (
+            len(code + body) > ANSWER_SHOWN and "Error: " in body
+        ):  # MLflow: "<what failed> ... Error: <cause>"
+            body = "… " + body[body.rindex("Error: ") :]
+        return f"HTTP {status}: {_clip(code + body) or '(empty body)'}"
     if not isinstance(answer, Mapping) or "predictions" not in answer:
         return f"HTTP 200 without predictions: {_clip(body) or '(empty body)'}"
     rows = _rows(answer["predictions"])
