@@ -1,10 +1,11 @@
-"""The pure parts of the SageMaker backend: hostile archive members, the tree's root, metrics from a
-model-quality report, latestApproved selection, the pinned ARN."""
+"""The pure parts of the SageMaker backend: hostile archive members (also as `modelrelease serve` unpacks),
+the tree's root, metrics from a model-quality report, latestApproved selection, the pinned ARN."""
 
 from __future__ import annotations
 
 import io
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from modelrelease.registry.sagemaker import (
     quality_metrics,
     scan_archive,
 )
+from modelrelease.serve import Refused, unpack_archive
 
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/fraud/3"
 
@@ -61,6 +63,39 @@ def test_a_hostile_member_refuses_the_archive(member: tarfile.TarInfo, words: st
     with pytest.raises(RegistryError) as raised:
         scan_archive(stream, "s3://b/model.tar.gz")
     assert raised.value.reason == "UnsafeArchive" and words in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("member", "words"),
+    [
+        (file("/tmp/evil"), "absolute"),
+        (file("model/../../evil"), "leaves the archive"),
+        (special("model/link", tarfile.SYMTYPE, "/etc/passwd"), "link"),
+        (special("model/dev", tarfile.CHRTYPE), "device"),
+    ],
+)
+def test_serve_unpacks_under_the_same_rules_and_writes_nothing_outside(
+    member: tarfile.TarInfo, words: str, tmp_path: Path
+) -> None:
+    tarball = tmp_path / "in" / "model.tar.gz"
+    tarball.parent.mkdir()
+    tarball.write_bytes(
+        archive([file("model/MLmodel"), member], {"model/MLmodel": b"a: 1\n", member.name: b"x"}).read()
+    )
+    with pytest.raises(Refused, match=words):
+        unpack_archive(tarball, tmp_path / "out" / "model", "s3://b/model.tar.gz")
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if not p.is_dir())
+    assert written == ["in/model.tar.gz", "out/model/model/MLmodel"]  # what came before the hostile member
+
+
+def test_serve_unpacks_to_the_tree_the_operator_hashed(tmp_path: Path) -> None:
+    data = {"model/MLmodel": b"flavors: {}\n", "model/sub/weights.bin": b"\0" * 3000}
+    tarball = tmp_path / "model.tar.gz"
+    tarball.write_bytes(archive([file(n) for n in data], data).read())
+    root = unpack_archive(tarball, tmp_path / "out", "s3://b/m.tar.gz")
+    assert root == tmp_path / "out" / "model"
+    facts = scan_archive(archive([file(n) for n in data], data), "s3://b/m.tar.gz")
+    assert local_digest(root) == manifest_digest(facts.entries)
 
 
 def test_the_digest_of_an_archive_is_the_tree_digest_of_its_single_top_folder(tmp_path: object) -> None:
