@@ -154,6 +154,11 @@ def test_latest_approved_follows_approvals_and_a_version_below_a_gate_is_blocked
     assert env["MODEL_URI"] == f"s3://{sandbox.bucket}/sagemaker/{group.name}/1/model.tar.gz"
     assert env["MODEL_PACKAGE_ARN"] == first and "MLFLOW_TRACKING_URI" not in env
     assert cluster.status(ns, "sm")["current"]["modelUri"] == first
+    # SageMaker's requests are in the operator's registry request metric, like MLflow's.
+    described = operator.metric(
+        "modelrelease_registry_request_duration_seconds_count", operation="sagemaker.describe_package"
+    )
+    assert described >= 1
 
     second = group.register(2)
     group.approve(second)

@@ -28,6 +28,7 @@ import math
 import os
 import re
 import tarfile
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -355,14 +356,20 @@ class SageMakerRegistry:
         from modelrelease.registry.s3 import io_pool
 
         client = await self._hub.client(service, self.target.region)
+        operation, started, outcome = f"{service}.{fn.__name__.lstrip('_')}", time.monotonic(), "ok"
         try:
             return await asyncio.get_running_loop().run_in_executor(io_pool(), partial(fn, client, *args))
         except RegistryError:
+            outcome = "error"
             raise
         except Exception as exc:  # botocore's errors, mapped to one line
+            outcome = "not-found" if _missing(exc) else "error"
             if _missing(exc):
                 raise ModelNotFound(f"{what}: not found") from None
             raise _error(what, exc) from None
+        finally:
+            if self._hub.observer is not None:  # the same request metric as the MLflow backend's
+                self._hub.observer(operation, outcome, time.monotonic() - started)
 
     # -- resolution
 
