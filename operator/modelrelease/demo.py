@@ -1,12 +1,17 @@
 """`modelrelease demo`: the whole release story on a local sandbox, with a real scikit-learn model.
 
-v1 behind alias `champion` serves; v2 takes the alias and rolls out; v3 misses the f1 gate and is
-blocked; v4's artifact bytes are altered after stamping and are blocked; v5 crashes on rollout and is
-rolled back to v2. The history table at the end is read from the ModelRelease's status.
+The serving pods run for real (the sandbox's pod runner starts `modelrelease serve` → `mlflow models
+serve` on a loopback IP per pod). v1 behind alias `champion` serves; v2 takes the alias, rolls out and
+answers its logged input example (the operator's smoke test); v3 misses the f1 gate and is blocked; v4's
+artifact bytes are altered after stamping and are blocked; v5 cannot load, crashes for real and is rolled
+back to v2; v6 loads but its server refuses its own input example, and the smoke test rolls it back. The
+history table is read from the ModelRelease's status, and the demo ends by sending the logged input
+example to the serving pod and printing its predictions.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -21,19 +26,25 @@ import yaml
 
 from modelrelease.sandbox import stack
 from modelrelease.sandbox.binaries import locate
-from modelrelease.sandbox.kubelet import fault_key
+from modelrelease.sandbox.kubelet import RUN_ANNOTATION, RUN_AS_PROCESS
 from modelrelease.sandbox.registrar import Registrar
+from modelrelease.verify.smoke import invocations_url, post_json
 
 MODEL = "demo-classifier"
 RELEASE = "demo"
 NAMESPACE = "default"
 F1_GATE = 0.9
+PROGRESS_DEADLINE_S = 30
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO_ROOT / "crds" / "modelrelease.io_modelreleases.yaml"
 
 
+_CLOCK = {"started": time.monotonic()}
+"""When `main` started: each step says how far into the demo it begins."""
+
+
 def say(text: str) -> None:
-    print(f"\n==> {text}", flush=True)
+    print(f"\n==> [{time.monotonic() - _CLOCK['started']:3.0f}s] {text}", flush=True)
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0) -> Any:
@@ -57,14 +68,20 @@ class Demo:
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         self.registrar = Registrar(info, "demo")
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # after the import, which configures it
+        # v6 is logged with an input example its signature refuses, on purpose: MLflow warns at length.
+        logging.getLogger("mlflow.models.model").setLevel(logging.ERROR)
         api = kubernetes.config.new_client_from_config(config_file=str(info.kubeconfig))
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.apps = kubernetes.client.AppsV1Api(api)
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.api = api
 
     # -- registry side: what a training pipeline does ------------------------------------------
 
-    def register(self, quality: str) -> str:
-        """Train, log and register a model; `quality` is "good" or "poor". Returns the version."""
+    def register(self, quality: str, example: str = "matching") -> str:
+        """Train, log and register a model; `quality` is "good" or "poor". Logged with three rows of
+        input example under the training columns, or, with `example="renamed"`, under columns the
+        model's signature does not know. Returns the version."""
         from mlflow.models import infer_signature
         from sklearn.datasets import load_breast_cancer
         from sklearn.dummy import DummyClassifier
@@ -86,8 +103,18 @@ class Demo:
         estimator.fit(x_train, y_train)
         f1 = float(f1_score(y_test, estimator.predict(x_test)))
         signature = infer_signature(x_test, estimator.predict(x_test))
-        version = self.registrar.log_version(MODEL, estimator, signature, {"f1": f1}, stamp=False)
-        print(f"    registered {MODEL} version {version} (f1={f1:.3f})")
+        rows = x_test.head(3)
+        if example == "renamed":
+            rows = rows.rename(columns=lambda column: column.replace(" ", "_"))
+        version = self.registrar.log_version(
+            MODEL, estimator, signature, {"f1": f1}, stamp=False, input_example=rows
+        )
+        print(f"    registered {MODEL} version {version} (f1={f1:.3f}, input example: {example} columns)")
+        return version
+
+    def register_unloadable(self) -> str:
+        version = self.registrar.log_unloadable(MODEL, stamp=False)
+        print(f"    registered {MODEL} version {version}: a pyfunc model whose loader module does not exist")
         return version
 
     def stamp(self, version: str) -> None:
@@ -146,18 +173,66 @@ class Demo:
         print(f"    version {version}: {outcome} — {found.get('reason', '')}")
         return found
 
-    def inject_crash(self, version: str) -> None:
-        key = fault_key(f"models:/{MODEL}/{version}")
-        kubectl(
-            self.info,
-            "create",
-            "configmap",
-            "sandbox-faults",
-            "-n",
-            NAMESPACE,
-            f"--from-literal={key}=crashloop",
+    def pods(self, version: str) -> list[dict[str, Any]]:
+        """The pods of `version` (by their pod-template annotation), as plain dicts."""
+        listing = self.api.sanitize_for_serialization(self.core.list_namespaced_pod(NAMESPACE))
+        return [
+            pod
+            for pod in listing.get("items", [])
+            if (pod["metadata"].get("annotations") or {}).get("modelrelease.io/version") == version
+            and not pod["metadata"].get("deletionTimestamp")
+        ]
+
+    def show_crash(self, version: str) -> None:
+        """The real container's restarts, as the pod runner reports them."""
+
+        def restarts() -> int:
+            statuses = [
+                c for p in self.pods(version) for c in p.get("status", {}).get("containerStatuses") or []
+            ]
+            return max((int(c.get("restartCount", 0)) for c in statuses), default=0)
+
+        count = wait_for(f"version {version}'s container to restart", restarts)
+        print(
+            f"    version {version}'s container exited and was restarted ({count}x so far): CrashLoopBackOff"
         )
-        print(f"    ConfigMap sandbox-faults: {key}=crashloop")
+
+    def show_smoke_test(self, version: str) -> None:
+        verification = self.release().get("status", {}).get("verification", [])
+        entry: dict[str, Any] = next(
+            (v for v in verification if v["check"] == "SmokeTest" and v.get("version") == version), {}
+        )
+        print(f"    smoke test of version {version}: {entry.get('outcome')} — {entry.get('reason', '')}")
+
+    def predict(self, version: str) -> None:
+        """Send the serving version's logged input example to its pod's IP, as the smoke test does."""
+        import asyncio
+
+        import mlflow
+
+        location = self.registrar.client.get_model_version_download_uri(MODEL, version)
+        path = mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/serving_input_example.json")
+        example = json.loads(Path(path).read_text())
+
+        def ready() -> dict[str, Any] | None:
+            return next(
+                (
+                    p
+                    for p in self.pods(version)
+                    if any(
+                        c.get("type") == "Ready" and c.get("status") == "True"
+                        for c in p.get("status", {}).get("conditions") or []
+                    )
+                ),
+                None,
+            )
+
+        pod: dict[str, Any] = wait_for(f"a ready pod of version {version}", ready)
+        url = invocations_url(pod["status"]["podIP"], 8080)
+        status, body = asyncio.run(post_json(url, json.dumps(example).encode()))
+        print(f"    POST {url} (pod {pod['metadata']['name']}), body serving_input_example.json:")
+        print(f"      {json.dumps(example)[:150]}...")
+        print(f"    HTTP {status}: {' '.join(body.split())}")
 
 
 def release_manifest() -> dict[str, Any]:
@@ -169,8 +244,13 @@ def release_manifest() -> dict[str, Any]:
             "model": {"name": MODEL, "alias": "champion"},
             "registry": {"pollInterval": "5s"},
             "verify": {"metrics": [{"name": "f1", "min": F1_GATE}]},
-            "serving": {"replicas": 2},
-            "rollout": {"progressDeadlineSeconds": 15},
+            # Real pods: the sandbox's pod runner runs them as local processes on loopback IPs of their own.
+            "serving": {
+                "replicas": 1,
+                "template": {"metadata": {"annotations": {RUN_ANNOTATION: RUN_AS_PROCESS}}},
+            },
+            # Long enough for a real server to start on a busy machine; the crashing version waits it out.
+            "rollout": {"progressDeadlineSeconds": PROGRESS_DEADLINE_S},
         },
     }
 
@@ -228,11 +308,15 @@ def story(demo: Demo, info: stack.SandboxInfo) -> None:
     kubectl(info, "apply", "-f", "-", stdin=yaml.safe_dump(release_manifest()))
     demo.wait_serving(v1, "Ready")
 
-    say("v2 is registered and the alias moves: the Deployment rolls to the pinned v2")
+    say(
+        "v2 is registered and the alias moves: the Deployment rolls to the pinned v2, whose new pod "
+        "answers its logged input example (the smoke test) before the rollout counts as done"
+    )
     v2 = demo.register("good")
     demo.stamp(v2)
     demo.move_alias(v2)
     demo.wait_serving(v2, "Ready")
+    demo.show_smoke_test(v2)
 
     say("v3 misses the f1 gate: blocked, v2 keeps serving")
     v3 = demo.register("poor")
@@ -249,22 +333,37 @@ def story(demo: Demo, info: stack.SandboxInfo) -> None:
     demo.wait_history(v4, "Blocked")
     demo.wait_serving(v2, "Blocked")
 
-    say("v5 passes every check but crashes on rollout: automatic rollback to v2")
-    v5 = demo.register("good")
+    say(
+        "v5 passes every check but cannot load: its server crashes for real; "
+        f"rollback to v2 once the {PROGRESS_DEADLINE_S}s progress deadline passes"
+    )
+    v5 = demo.register_unloadable()
     demo.stamp(v5)
-    demo.inject_crash(v5)
     demo.move_alias(v5)
+    demo.show_crash(v5)
     demo.wait_history(v5, "RolledBack")
+    demo.wait_serving(v2, "Degraded")
+
+    say(
+        "v6 loads and turns Ready, but its server refuses its own input example: the smoke test rolls it back"
+    )
+    v6 = demo.register("good", example="renamed")
+    demo.stamp(v6)
+    demo.move_alias(v6)
+    found = demo.wait_history(v6, "RolledBack")
+    print(f"    {found.get('message', '')}")
     demo.wait_serving(v2, "Degraded")
 
     say("kubectl get mr")
     print(kubectl(info, "get", "mr", "-n", NAMESPACE))
     say("history, from status.history")
     print_history(demo.release())
+    say(f"the serving version {v2}, asked for predictions on its logged input example")
+    demo.predict(v2)
 
 
 def main(directory: Path, keep: bool = False) -> int:
-    started = time.monotonic()
+    started = _CLOCK["started"] = time.monotonic()
     say(f"starting the sandbox in {directory}")
     if (directory / "state.json").exists():
         stack.down(directory)
