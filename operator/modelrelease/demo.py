@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -116,6 +117,25 @@ class Demo:
         version = self.registrar.log_unloadable(MODEL, stamp=False)
         print(f"    registered {MODEL} version {version}: a pyfunc model whose loader module does not exist")
         return version
+
+    def subscribe(self, url: str, secret: str) -> None:
+        """An MLflow webhook for alias moves to the operator's receiver, so that they arrive at once
+        rather than at the next poll (which stays the fallback)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            webhook = self.registrar.client.create_webhook(
+                name="modelrelease-demo", url=url, events=["model_version_alias.created"], secret=secret
+            )
+            probe = self.registrar.client.test_webhook(webhook.webhook_id)
+            how = (
+                "alias moves are pushed"
+                if probe.success
+                else f"test delivery failed ({probe.response_status})"
+            )
+        except MlflowException as exc:
+            how = f"MLflow refused it ({exc.message[:100]})"
+        print(f"    MLflow webhook -> {url}: {how}; the operator also polls every 5s")
 
     def stamp(self, version: str) -> None:
         digest = self.registrar.stamp(MODEL, version)
@@ -264,7 +284,9 @@ def kubectl(info: stack.SandboxInfo, *args: str, stdin: str | None = None) -> st
 
 
 @contextmanager
-def operator_process(info: stack.SandboxInfo, log: Path) -> Iterator[None]:
+def operator_process(info: stack.SandboxInfo, log: Path) -> Iterator[tuple[str, str]]:
+    """The operator, with its MLflow webhook receiver on loopback: yields the receiver's URL and secret."""
+    webhook_port, webhook_secret = stack.free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
         **info.env,
@@ -272,13 +294,15 @@ def operator_process(info: stack.SandboxInfo, log: Path) -> Iterator[None]:
         "MODELRELEASE_BIND_ADDRESS": "127.0.0.1",
         "MODELRELEASE_METRICS_PORT": str(stack.free_port()),
         "MODELRELEASE_HEALTH_PORT": str(stack.free_port()),
+        "MODELRELEASE_WEBHOOK_PORT": str(webhook_port),
+        "MODELRELEASE_WEBHOOK_SECRET": webhook_secret,
     }
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "modelrelease.cli", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
     try:
-        yield
+        yield f"http://127.0.0.1:{webhook_port}/webhooks/mlflow", webhook_secret
     finally:
         stack.stop_process(process, timeout=15)
 
@@ -300,13 +324,14 @@ def print_history(release: dict[str, Any]) -> None:
         print("  " + "  ".join(str(c).ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
 
 
-def story(demo: Demo, info: stack.SandboxInfo) -> None:
+def story(demo: Demo, info: stack.SandboxInfo, webhook: tuple[str, str]) -> None:
     say(f"v1 behind alias 'champion'; a ModelRelease that follows the alias (gate: f1 >= {F1_GATE})")
     v1 = demo.register("good")
     demo.stamp(v1)
     demo.move_alias(v1)
     kubectl(info, "apply", "-f", "-", stdin=yaml.safe_dump(release_manifest()))
     demo.wait_serving(v1, "Ready")
+    demo.subscribe(*webhook)
 
     say(
         "v2 is registered and the alias moves: the Deployment rolls to the pinned v2, whose new pod "
@@ -370,8 +395,8 @@ def main(directory: Path, keep: bool = False) -> int:
     info = stack.up(directory)
     try:
         stack.install_crd(info, CRD_FILE)
-        with operator_process(info, directory / "logs" / "operator.log"):
-            story(Demo(info), info)
+        with operator_process(info, directory / "logs" / "operator.log") as webhook:
+            story(Demo(info), info, webhook)
     except (TimeoutError, subprocess.CalledProcessError) as exc:
         detail = exc.stderr if isinstance(exc, subprocess.CalledProcessError) else exc
         print(
