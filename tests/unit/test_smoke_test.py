@@ -1,6 +1,7 @@
 """The post-rollout smoke test: its pure parts (the row-count rule, the verdict by mode, which pods are
-the new ones, the label selector), the decision with each verdict, and the POST itself against local
-servers on 127.0.0.1 (one answering, one refusing, one silent, a port nobody listens on)."""
+the new ones, the label selector), the decision with each verdict, the POST itself against local
+servers on 127.0.0.1 (one answering, one refusing, one silent, a port nobody listens on), and the
+pipeline's part (the example from the registry, the pods from the API, what each failure becomes)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,20 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from kubernetes.client.exceptions import ApiException
 from test_reconcile import PASS, Release, deployment, make_spec, mv, reasons
 
+from modelrelease import pipeline
 from modelrelease.kube.client import label_selector
 from modelrelease.reconcile import decide
-from modelrelease.reconcile.decide import SmokeTested
-from modelrelease.registry.base import RegistryError
+from modelrelease.reconcile.decide import SmokeTarget, SmokeTested
+from modelrelease.registry.base import RegistryError, RegistryUnavailable
 from modelrelease.render.observe import new_pods
 from modelrelease.render.pin import Pin
 from modelrelease.verify import smoke
@@ -439,3 +443,84 @@ async def test_nothing_is_sent_when_off_or_without_an_example() -> None:
     assert (
         await smoke.smoke_test("Enforce", "2", None, [("p", "127.0.0.1")], 8080, post)
     ).outcome == "Skipped"
+
+
+# ------------------------------------------------------------------ the pipeline's part (its I/O)
+
+
+class FakeRegistry:
+    """The two registry calls the smoke test makes, answering `example` (or raising it)."""
+
+    def __init__(self, example: Any) -> None:
+        self.example = example
+
+    async def get_version(self, name: str, version: str, *, max_age: float | None = None) -> Any:
+        return mv(int(version), name)
+
+    async def serving_input_example(self, version: Any) -> Any:
+        if isinstance(self.example, Exception):
+            raise self.example
+        return self.example
+
+
+class FakeKube:
+    def __init__(self, pods: list[dict[str, Any]] | Exception) -> None:
+        self.pods = pods
+        self.selectors: list[Any] = []
+
+    async def list_pods(self, namespace: str, selector: Any) -> list[dict[str, Any]]:
+        self.selectors.append((namespace, selector))
+        if isinstance(self.pods, Exception):
+            raise self.pods
+        return self.pods
+
+
+LIVE = {"metadata": {"name": "fraud", "namespace": "ml"}, "spec": {"selector": {"matchLabels": {"a": "b"}}}}
+TARGET = SmokeTarget(Pin("fraud", "2"), 3)
+
+
+async def run_pipeline_smoke(
+    example: Any, pods: Any, port: int = 8080
+) -> tuple[SmokeTested | None, FakeKube]:
+    kube = FakeKube(pods)
+    op = SimpleNamespace(kube=kube)
+    spec = make_spec(serving={"port": port})
+    return await pipeline._smoke_test(op, spec, FakeRegistry(example), TARGET, LIVE), kube  # type: ignore[arg-type]
+
+
+async def test_the_pipeline_lists_the_deployments_pods_and_tests_the_new_ones() -> None:
+    async def predict(request: web.Request) -> web.Response:
+        return web.json_response({"predictions": [1, 0, 1]})
+
+    async with model_server(predict) as port:
+        tested, kube = await run_pipeline_smoke(
+            SPLIT, [pod("new", ip="127.0.0.1"), pod("old", uri="models:/fraud/1")], port
+        )
+    assert kube.selectors == [("ml", {"matchLabels": {"a": "b"}})]
+    assert tested is not None and tested.version == "2"
+    assert (tested.result.outcome, tested.result.reason) == (
+        "Passed",
+        "1 pod answered the serving input example with 3 predictions",
+    )
+
+
+async def test_the_pipeline_waits_out_a_registry_outage_and_lists_nothing_without_an_example() -> None:
+    tested, kube = await run_pipeline_smoke(RegistryUnavailable("connection refused"), [])
+    assert tested is None  # the rollout stays in progress; the next pass tries again
+    tested, kube = await run_pipeline_smoke(None, AssertionError("listed"))
+    assert tested is not None and tested.result.code == "NoInputExample" and kube.selectors == []
+    broken = RegistryError("serving_input_example.json is not a JSON object", "InvalidInputExample")
+    tested, _ = await run_pipeline_smoke(broken, [])
+    assert tested is not None and (tested.result.outcome, tested.result.code) == (
+        "Failed",
+        "InvalidInputExample",
+    )
+
+
+async def test_pods_the_operator_may_not_list_fail_the_test_with_what_to_do() -> None:
+    tested, _ = await run_pipeline_smoke(SPLIT, ApiException(status=403, reason="Forbidden"))
+    assert tested is not None and (tested.result.outcome, tested.result.code) == ("Failed", "PodsNotListable")
+    assert "may not list pods in namespace ml (HTTP 403)" in tested.result.reason
+    assert "smokeTest: Off" in tested.result.reason
+    with pytest.raises(ApiException):  # an API server hiccup fails the pass, which is retried
+        await run_pipeline_smoke(SPLIT, ApiException(status=503, reason="Unavailable"))
