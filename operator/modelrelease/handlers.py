@@ -35,6 +35,10 @@ from modelrelease.render.manifests import (
 from modelrelease.settings import Settings, apply_mlflow_client_defaults
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+DEPLOYMENT_WAKE_S = 1.0
+"""A Deployment event makes its release due within this: the several events of one rollout step (the
+Deployment, then its status, as the ReplicaSets move) coalesce into one pass (bench/scale.py counted
+5.5 passes per release while 1,000 converged)."""
 LEGACY_FINALIZER = "modelrelease.io/finalizer"
 """Added by operator versions that polled with per-release kopf daemons; removed wherever it is seen."""
 
@@ -128,10 +132,12 @@ async def release_event(
     kopf guards with the resourceVersion), so such a release can be deleted without the operator."""
     operator: pipeline.Operator = memo.operator
     assert namespace is not None  # ModelRelease is namespaced
+    raw = event.get("object")  # the watch's own dict (kopf's `body` is a view of it)
+    raw = raw if isinstance(raw, Mapping) else body
     if event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp"):
-        operator.forget(namespace, name)
+        operator.forget(namespace, name, raw if event.get("type") == "DELETED" else None)
     else:
-        operator.observe(namespace, name, body)
+        operator.observe(namespace, name, raw)
     if event.get("type") != "DELETED" and LEGACY_FINALIZER in (body["metadata"].get("finalizers") or []):
         patch.fns.append(_without_legacy_finalizer)
 
@@ -150,11 +156,18 @@ def _serves_a_release(body: Any, **_: Any) -> bool:
 
 
 @kopf.on.event("apps", "v1", "deployments", when=_serves_a_release)
-async def deployment_event(body: Any, namespace: str | None, memo: Any, **_: Any) -> None:
-    """A managed or targetRef Deployment changed (rollout progress, deletion): look at its release now.
+async def deployment_event(
+    event: Mapping[str, Any], body: Any, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
+    """A managed or targetRef Deployment changed (rollout progress, deletion): keep its body for the next
+    pass (which then reads no Deployment from the API server) and look at its release now.
 
     A watch-event handler stores nothing on the Deployment, so targetRef Deployments stay untouched."""
     release = _release_of(body)
     operator: pipeline.Operator = memo.operator
     if release is not None and namespace is not None:
-        operator.wake(namespace, release)
+        raw = event.get("object")
+        operator.deployment_seen(
+            namespace, name, raw if isinstance(raw, Mapping) else body, event.get("type") == "DELETED"
+        )
+        operator.wake(namespace, release, delay=DEPLOYMENT_WAKE_S)

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from modelrelease import metrics
 from modelrelease.api.models import MODEL_URI_ENV, ModelReleaseSpec, ModelReleaseStatus, RegistrySpec
 from modelrelease.kube.client import Kube, Refused
+from modelrelease.kube.watched import Latest
 from modelrelease.reconcile import Deploy, Plan, decide, refused
 from modelrelease.reconcile.decide import ARTIFACT_CHANGED, Reverified, SmokeTarget, SmokeTested
 from modelrelease.registry.base import (
@@ -64,6 +65,8 @@ class Transient(Exception):
 
 Key = tuple[str, str]
 """(namespace, name) of a release."""
+SERVICE_RECHECK_S = 600.0
+"""How often a pass reads the managed Service although its generation has not changed."""
 
 
 @dataclass
@@ -73,7 +76,9 @@ class ReleaseState:
     model: str | None = None
     """spec.model.name as last seen, so that a registry push about a model wakes its releases."""
     refresh: bool = False
-    """The next pass must not use a cached registry answer (a webhook said it changed)."""
+    """The next pass must not use a registry answer older than `pushed_at` (a webhook said it changed)."""
+    pushed_at: float = 0.0
+    """When (monotonic clock, the resolution cache's) the last webhook about its model arrived."""
 
 
 @dataclass
@@ -84,6 +89,14 @@ class Operator:
     kube: Kube
     registries: Registries
     releases: dict[Key, ReleaseState] = field(default_factory=dict)
+    bodies: Latest[Key] = field(default_factory=Latest)
+    """Each release as last watched or written: a pass reads it instead of GETting the release."""
+    deployments: Latest[Key] = field(default_factory=Latest)
+    """The Deployments releases serve through, as last watched or applied (by namespace and name)."""
+    services_checked: dict[Key, tuple[int, float]] = field(default_factory=dict)
+    """Per release, the generation its managed Service was last applied or found current for, and when."""
+    answers: dict[tuple[str | None, str], str] = field(default_factory=dict)
+    """The version each reference (tracking URI, spec.model) last resolved to, in any release's pass."""
     scheduler: Scheduler[Key] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -96,15 +109,40 @@ class Operator:
         model = spec.get("model") if isinstance(spec, Mapping) else None
         state = self.releases.setdefault((namespace, name), ReleaseState())
         state.model = model.get("name") if isinstance(model, Mapping) else None
+        self.bodies.seen((namespace, name), body)
         generation = int(body["metadata"].get("generation") or 1)
         self.scheduler.observe((namespace, name), poll_interval(spec), generation)
 
-    def forget(self, namespace: str, name: str) -> None:
+    def forget(self, namespace: str, name: str, body: Mapping[str, Any] | None = None) -> None:
         self.releases.pop((namespace, name), None)
+        self.bodies.gone((namespace, name), body)
+        self.services_checked.pop((namespace, name), None)
         self.scheduler.forget((namespace, name))
 
-    def wake(self, namespace: str, name: str) -> None:
-        self.scheduler.wake((namespace, name))
+    def deployment_seen(self, namespace: str, name: str, body: Mapping[str, Any], deleted: bool) -> None:
+        """A watch event of a Deployment that serves a release."""
+        if deleted:
+            self.deployments.gone((namespace, name), body)
+        else:
+            self.deployments.seen((namespace, name), body)
+
+    def wake(self, namespace: str, name: str, delay: float = 0.0) -> None:
+        self.scheduler.wake((namespace, name), delay)
+
+    def resolution_seen(self, key: Key, spec: ModelReleaseSpec, version: str) -> int:
+        """A pass of `key` resolved its reference to `version`. The first pass to see a new answer wakes the
+        other releases of the model: each would otherwise wait for its own poll, and the answer it gets
+        then may come from the shared cache, up to a poll interval old; so an alias move could take two
+        poll intervals to reach every release. Returns how many were woken."""
+        reference = (spec.registry.tracking_uri, spec.model.model_dump_json())
+        previous, self.answers[reference] = self.answers.get(reference), version
+        if previous is None or previous == version:
+            return 0
+        woken = 0
+        for other, state in self.releases.items():
+            if other != key and state.model == spec.model.name and self.scheduler.wake(other):
+                woken += 1
+        return woken
 
     def model_changed(self, model: str) -> int:
         """A registry push about `model`: drop its cached answers, wake the releases that follow it."""
@@ -112,7 +150,7 @@ class Operator:
         woken = 0
         for key, state in self.releases.items():
             if state.model == model and self.scheduler.wake(key):
-                state.refresh = True
+                state.refresh, state.pushed_at = True, time.monotonic()
                 woken += 1
         return woken
 
@@ -281,7 +319,11 @@ def _read_status(body: Mapping[str, Any]) -> ModelReleaseStatus | None:
 
 
 async def _reconcile(op: Operator, namespace: str, name: str) -> Plan | None:
-    body = await op.kube.get_release(namespace, name)
+    # The watched body (or the answer to this operator's last status write) when the watch knows the
+    # release; a GET only for one it does not (a pass the watch has not caught up with).
+    body = op.bodies.get((namespace, name)) if (namespace, name) in op.releases else None
+    if body is None:
+        body = await op.kube.get_release(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     state = op.releases.get((namespace, name)) or ReleaseState()
@@ -297,22 +339,28 @@ async def _reconcile(op: Operator, namespace: str, name: str) -> Plan | None:
         raise SpecError(path, message, "InvalidSpec") from None
 
     deployment_name = spec.serving.target_ref.name if spec.serving.target_ref else name
-    live = await op.kube.get_deployment(namespace, deployment_name)
+    live = op.deployments.get((namespace, deployment_name))
+    if live is None:  # not created yet, or a targetRef Deployment the operator has not annotated yet
+        live = await op.kube.get_deployment(namespace, deployment_name)
     observed = observe(live, release=name) if live is not None else None
     now = datetime.now(UTC)
     registry, resolution, problem = await _resolve(op, state, namespace, spec, live)
+    if isinstance(resolution, ModelVersion):
+        op.resolution_seen((namespace, name), spec, resolution.version)
     plan, resolution = await _plan(
         op, namespace, spec, generation, status, registry, resolution, observed, now, live
     )
 
-    await op.kube.write_release_status(namespace, name, body.get("status"), plan.status_json)
+    _written(op, namespace, name, await op.kube.write_release_status(namespace, name, body.get("status"),
+                                                                    plan.status_json))  # fmt: skip
     if plan.deploy is not None:
         assert registry is not None  # decide() deploys only what a registry resolved or served
         refusal = await _carry_out(op, registry, release, spec, generation, plan.deploy, live)
         if refusal is not None:  # say why in the status; the Deployment stays as it was
             written = plan.status_json
             plan = refused(plan, spec, generation, resolution, observed, now, refusal)
-            await op.kube.write_release_status(namespace, name, written, plan.status_json)
+            _written(op, namespace, name, await op.kube.write_release_status(namespace, name, written,
+                                                                            plan.status_json))  # fmt: skip
     elif spec.serving.managed and (plan.status.current is not None or live is not None):
         await _ensure_service(op, release, spec, generation)
     for event in plan.events:
@@ -340,7 +388,9 @@ async def _resolve(
     if isinstance(target, SpecError):
         return None, RegistryError(str(target), reason=target.reason), target
     registry = target
-    max_age = 0.0 if state.refresh else spec.registry.poll_interval_seconds
+    max_age = spec.registry.poll_interval_seconds
+    if state.refresh:  # an answer fetched after the push is fresh: the releases of one model share it
+        max_age = min(max_age, time.monotonic() - state.pushed_at)
     state.refresh = False
     try:
         return registry, await registry.resolve(spec.model, max_age=max_age), None
@@ -363,7 +413,10 @@ async def _plan(
     """The decision, with the candidate verified first, or the new pods smoke-tested, when the decision
     asks for that; and the resolution it ends on (RegistryUnavailable when verification could not read
     what it needs)."""
-    reverified = await _reverify(spec, registry, status) if registry is not None else None
+    # A registry that just failed to answer is not asked again in this pass: each call may take the
+    # retry bound (HttpPolicy.worst_case_seconds), and Resolved=False must be written within one.
+    reachable = registry is not None and not isinstance(resolution, RegistryUnavailable)
+    reverified = await _reverify(spec, registry, status) if registry is not None and reachable else None
     plan = decide(spec, generation, status, resolution, None, observed, now, reverified=reverified)
     if plan.smoke_test is not None and registry is not None and live is not None:
         tested = await _smoke_test(op, spec, registry, plan.smoke_test, live)
@@ -438,7 +491,8 @@ async def _record_bad_spec(op: Operator, body: dict[str, Any], problem: SpecErro
     meta = body["metadata"]
     old = body.get("status") or {}
     new = {**old, "conditions": [*others, condition], "phase": "Failed"}
-    await op.kube.write_release_status(meta["namespace"], meta["name"], old, new)
+    written = await op.kube.write_release_status(meta["namespace"], meta["name"], old, new)
+    _written(op, meta["namespace"], meta["name"], written)
     await _event(op, body, "Warning", problem.reason, str(problem))
 
 
@@ -467,13 +521,14 @@ async def _carry_out(
     if spec.serving.target_ref is not None:
         assert live is not None  # decide() only repoints a Deployment it has observed
         try:
-            await op.kube.apply_deployment(
+            applied = await op.kube.apply_deployment(
                 manifests.target_apply(
                     release, spec, live, deploy.pin, deploy.release_generation, model_env[MODEL_URI_ENV]
                 )
             )
         except Refused as exc:
             return str(exc)
+        op.deployments.seen((release.namespace, applied["metadata"]["name"]), applied)
         return None
     hpa = await op.kube.hpa_targets(release.namespace, release.name)
     ctx = manifests.RenderContext(
@@ -486,20 +541,38 @@ async def _carry_out(
     )
     manifest = manifests.deployment(release, spec, generation, deploy.pin, deploy.release_generation, ctx)
     try:
-        await op.kube.apply_deployment(manifest)
+        applied = await op.kube.apply_deployment(manifest)
     except Refused as exc:
         return str(exc)
-    await op.kube.apply_service(manifests.service(release, spec, generation))
+    op.deployments.seen((release.namespace, release.name), applied)
+    checked = op.services_checked.get((release.namespace, release.name))
+    if checked is None or checked[0] != generation:  # a new version needs no new Service
+        await op.kube.apply_service(manifests.service(release, spec, generation))
+        op.services_checked[(release.namespace, release.name)] = (generation, time.monotonic())
     return None
 
 
 async def _ensure_service(op: Operator, release: ReleaseRef, spec: ModelReleaseSpec, generation: int) -> None:
+    """Apply the managed Service when it is missing or of an older generation. Looked at once per
+    generation and then every SERVICE_RECHECK_S (a Service deleted by hand comes back within that), not
+    on every pass: nothing but a person changes it between generations."""
+    key = (release.namespace, release.name)
+    checked = op.services_checked.get(key)
+    if checked is not None and checked[0] == generation and time.monotonic() - checked[1] < SERVICE_RECHECK_S:
+        return
     live = await op.kube.get_service(release.namespace, release.name)
     applied = ((live or {}).get("metadata", {}).get("annotations") or {}).get(
         manifests.APPLIED_GENERATION_ANNOTATION
     )
     if live is None or applied != str(generation):
         await op.kube.apply_service(manifests.service(release, spec, generation))
+    op.services_checked[key] = (generation, time.monotonic())
+
+
+def _written(op: Operator, namespace: str, name: str, written: dict[str, Any] | None) -> None:
+    """Keep the answer to a status write (None: nothing was sent) as the release's newest body."""
+    if written is not None:
+        op.bodies.seen((namespace, name), written)
 
 
 def _count(plan: Plan) -> None:

@@ -32,8 +32,9 @@ K = TypeVar("K", bound=Hashable)
 
 MAX_BACKOFF_S = 60.0
 """Longest wait after repeated transient failures (the poll interval caps it too)."""
-CONCURRENCY = 12
-"""Passes running at once, across all releases."""
+CONCURRENCY = 24
+"""Passes running at once, across all releases. A pass mostly waits (for the API server, the registry),
+so this bounds how many requests the operator has in flight rather than its CPU (bench/scale.py)."""
 
 
 class Outcome(enum.Enum):
@@ -110,15 +111,16 @@ class Agenda(Generic[K]):
         entry.generation, entry.forgotten = generation, False
         return self.wake(key, now)
 
-    def wake(self, key: K, now: float) -> bool:
-        """Make `key` due at once (after the pass in progress, if one is). False for an unknown key."""
+    def wake(self, key: K, now: float, delay: float = 0.0) -> bool:
+        """Make `key` due within `delay` seconds (after the pass in progress, if one is): wakes within that
+        time coalesce into one pass. False for an unknown key."""
         entry = self._entries.get(key)
         if entry is None or entry.forgotten:
             return False
         if entry.due is None:
             entry.rerun = True
-        elif entry.due > now:
-            self._schedule(key, now)
+        elif entry.due > now + delay:
+            self._schedule(key, now + delay)
         return True
 
     def forget(self, key: K) -> None:
@@ -195,8 +197,8 @@ class Scheduler(Generic[K]):
         if self.agenda.observe(key, interval, generation, self._clock()):
             self._changed.set()
 
-    def wake(self, key: K) -> bool:
-        woken = self.agenda.wake(key, self._clock())
+    def wake(self, key: K, delay: float = 0.0) -> bool:
+        woken = self.agenda.wake(key, self._clock(), delay)
         if woken:
             self._changed.set()
         return woken

@@ -316,3 +316,14 @@ async def test_a_release_gone_is_dropped() -> None:
 async def _until_empty(scheduler: Scheduler[str]) -> None:
     while len(scheduler.agenda):
         await asyncio.sleep(0.01)
+
+
+def test_wakes_with_a_delay_coalesce_and_never_postpone() -> None:
+    agenda: Agenda[str] = Agenda()
+    agenda.observe("r", 30.0, 1, now=0.0)
+    assert agenda.start(0.0) == "r"
+    agenda.finish("r", PassResult(Outcome.OK), now=0.0)  # next poll at 30
+    assert agenda.wake("r", 10.0, delay=1.0) and agenda.next_due() == 11.0
+    assert agenda.wake("r", 10.5, delay=1.0) and agenda.next_due() == 11.0  # coalesced, not postponed
+    assert agenda.wake("r", 10.6) and agenda.next_due() == 10.6  # an undelayed wake: at once
+    assert agenda.start(10.9) == "r" and agenda.start(11.0) is None  # one pass for the three wakes

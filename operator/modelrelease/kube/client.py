@@ -26,7 +26,9 @@ T = TypeVar("T")
 
 FIELD_MANAGER = "modelrelease-operator"
 COMPONENT = "modelrelease-operator"
-KUBE_IO_THREADS = 4
+KUBE_IO_THREADS = 24
+"""API calls in flight at once: as many as the scheduler runs passes (scheduler.CONCURRENCY), so that a
+pass waits for the API server, not for a thread; the connection pool holds as many connections."""
 REQUEST_TIMEOUT_S = 30.0
 _MERGE = "application/merge-patch+json"
 # Server-side apply. The client sends a dict body for a */*+yaml content type as JSON, which is YAML.
@@ -51,7 +53,9 @@ def load_config() -> kubernetes.client.ApiClient:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
-    return kubernetes.client.ApiClient()
+    configuration = kubernetes.client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = KUBE_IO_THREADS
+    return kubernetes.client.ApiClient(configuration)
 
 
 class Kube:
@@ -94,19 +98,21 @@ class Kube:
 
     async def write_release_status(
         self, namespace: str, name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
-    ) -> None:
+    ) -> dict[str, Any] | None:
         """Make the status subresource hold exactly `new`, given `old`, the status as read in this pass (the
-        operator never writes a release's spec). Sends nothing when the two are equal.
+        operator never writes a release's spec). Sends nothing when the two are equal (returns None), else
+        returns the release as the API server answered.
 
         A JSON merge patch with explicit nulls (`merge_diff`) rather than a replace: the operator is the
-        only writer of the status, passes over one release run one at a time and each starts from a fresh
-        GET, so `old` is what the server holds and the patch leaves exactly `new`. A PUT guarded by
+        only writer of the status, passes over one release run one at a time and each starts from the newest
+        body seen (the watch's, or this method's answer to the last write: `modelrelease.kube.watched`), so
+        `old` is what the server holds and the patch leaves exactly `new`. A PUT guarded by
         resourceVersion would add nothing but conflicts with every metadata write in between (kopf's own
         annotations on the release) and a re-read/retry path for them."""
         patch = merge_diff(old, new)
         if not patch:
-            return
-        await self._run(
+            return None
+        written: Any = await self._run(
             self._custom.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -117,6 +123,7 @@ class Kube:
             field_manager=FIELD_MANAGER,
             _content_type=_MERGE,
         )
+        return dict(written)
 
     # -- Deployments and Services
 
