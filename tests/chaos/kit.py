@@ -10,7 +10,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,6 +245,19 @@ def restart_component(directory: Path, name: str, down_for: Callable[[], None] |
     state["components"][name].update(pid=process.pid, start=stack._start_ticks(process.pid))
     stack._write_atomic(directory / "state.json", json.dumps(state, indent=2) + "\n")
     return process.pid
+
+
+@contextmanager
+def paused(directory: Path, name: str) -> Iterator[None]:
+    """A sandbox component stopped (SIGSTOP to its process group) for the block, then continued: its port
+    accepts connections that nothing answers. For moto's S3, whose objects live in its memory and would
+    not survive a restart."""
+    pid = int(_component(directory, name)["pid"])
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(pid, signal.SIGCONT)
 
 
 def _alive(pid: int) -> bool:
