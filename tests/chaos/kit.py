@@ -206,9 +206,12 @@ def _component(directory: Path, name: str) -> dict[str, Any]:
     return entry
 
 
-def restart_component(directory: Path, name: str, down_for: Callable[[], None] | None = None) -> int:
+def restart_component(
+    directory: Path, name: str, down_for: Callable[[], None] | None = None, extra_args: tuple[str, ...] = ()
+) -> int:
     """Stop one sandbox component (SIGTERM to its process group, SIGKILL after 20 s), run `down_for` while
-    it is down, and start it again with the command line, environment and folder it had; the new pid is
+    it is down, and start it again with the command line (plus `extra_args`), environment and folder it had;
+    the new pid is
     written into DIR/state.json, so `sandbox down` stops it. Returns that pid."""
     from modelrelease.sandbox import stack
 
@@ -232,7 +235,7 @@ def restart_component(directory: Path, name: str, down_for: Callable[[], None] |
         down_for()
     with open(entry["log"], "ab") as out:
         process = subprocess.Popen(
-            [a.decode() for a in argv],
+            [*(a.decode() for a in argv), *extra_args],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -168,7 +168,7 @@ def operator_kills(
 
 class FaultyProxy(RegistryProxy):
     """The counting proxy of the integration tests, which can also answer slowly or never (bounded: a
-    hanging request is released when the proxy closes, or after `hang_s`)."""
+    hanging request is answered 503 once the fault is cleared, or after `hang_s`)."""
 
     delay: float = 0.0
     hang: bool = False
@@ -177,8 +177,11 @@ class FaultyProxy(RegistryProxy):
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self.hang:
             self.counts["hung"] += 1
-            await asyncio.sleep(self.hang_s)
-        elif self.delay:
+            deadline = time.monotonic() + self.hang_s
+            while self.hang and time.monotonic() < deadline:  # released when the fault is cleared
+                await asyncio.sleep(0.2)
+            return web.Response(status=503, text="was hanging (injected by the test proxy)")
+        if self.delay:
             await asyncio.sleep(self.delay)
         return await super()._handle(request)
 
@@ -373,6 +376,72 @@ def store_down(cluster: Cluster, models: Models, sandbox: SandboxInfo, seed: int
             "the second version Ready after the store is back",
             settled(cluster, namespace, model, second, "good"),
             CONVERGE_S,
+        )
+        figures.converged = 1
+    finally:
+        status = _status_or_empty(cluster, namespace)
+        figures.history_lost, figures.history_duplicated = history_figures(status, [first, second])
+        _delete_or_ignore(cluster, namespace)
+    return figures
+
+
+def watches_expire(stack: OwnStack, seed: int) -> Figures:
+    """The real 410 Gone path: the operator is stopped (SIGSTOP) while kube-apiserver restarts with a 1 s
+    etcd compaction interval and the cluster moves on, until a watch from the release's last
+    resourceVersion is answered 410 Gone; then the operator continues, its watches resume from that
+    expired version, and it must list again and converge on the alias move it slept through."""
+    import kubernetes
+
+    from modelrelease.api.models import GROUP, PLURAL, VERSION
+
+    cluster, models, sandbox, operator = stack.cluster, stack.models, stack.sandbox, stack.operator
+    rng = random.Random(seed)
+    figures = Figures("watches expired (410 Gone)", seed, releases=1)
+    namespace = cluster.namespace("chaos-gone")
+    model = model_name("chaos-gone")
+    first = models.register(model)
+    models.move_alias(model, first)
+    second = models.register(model)
+    assert operator.process is not None
+    pid = operator.process.pid
+    try:
+        cluster.apply_release(namespace, NAME, spec(model))
+        eventually("the first version Ready", settled(cluster, namespace, model, first, "good"), CONVERGE_S)
+        old = (cluster.release(namespace, NAME) or {})["metadata"]["resourceVersion"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            restart_component(sandbox.dir, "kube-apiserver", extra_args=("--etcd-compaction-interval=1s",))
+            figures.faults += 1
+            wait_answering("kube-apiserver after its restart", lambda: cluster.core.list_namespace(limit=1))
+            models.move_alias(model, second)
+            custom: Any = kubernetes.client.CustomObjectsApi(cluster.api)
+
+            def expired() -> bool:
+                cluster.core.create_namespaced_config_map(  # the cluster moves on: revisions to compact
+                    namespace, {"metadata": {"generateName": "tick-"}, "data": {"n": str(rng.random())}}
+                )
+                stream = kubernetes.watch.Watch().stream(
+                    custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
+                    resource_version=old, timeout_seconds=1, deserialize=False,
+                )  # fmt: skip
+                try:
+                    for _ in stream:
+                        pass
+                except kubernetes.client.exceptions.ApiException as exc:
+                    return exc.status == 410
+                except KeyError:  # kubernetes.watch reads raw_object of an undeserialized ERROR event: 410
+                    return True
+                return False
+
+            eventually(f"a watch from resourceVersion {old} answered 410 Gone", expired, 120, 1.0)
+            figures.notes.append(f"a watch from resourceVersion {old} was answered 410 Gone")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        eventually(
+            "the second version Ready after the operator's watches expired",
+            lambda: _ready_again(cluster, namespace, model, second),
+            CONVERGE_S,
+            1.0,
         )
         figures.converged = 1
     finally:

@@ -6,7 +6,7 @@ this module's own (conftest.own_stack)."""
 from __future__ import annotations
 
 import pytest
-from scenarios import SEED, OwnStack, component_restart, store_down
+from scenarios import SEED, OwnStack, component_restart, store_down, watches_expire
 
 pytestmark = pytest.mark.slow
 
@@ -29,4 +29,11 @@ def test_the_s3_endpoint_down_leaves_the_deployment_alone_and_is_recovered_from(
     print(figures.line())
     assert figures.converged == figures.releases, figures.line()
     assert figures.unverified_served == 0, figures.line()
+    assert (figures.history_lost, figures.history_duplicated) == (0, 0), figures.line()
+
+
+def test_watches_that_expire_are_listed_again_and_the_release_converges(own_stack: OwnStack) -> None:
+    figures = watches_expire(own_stack, SEED)
+    print(figures.line())
+    assert figures.converged == figures.releases, figures.line()
     assert (figures.history_lost, figures.history_duplicated) == (0, 0), figures.line()
