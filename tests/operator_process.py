@@ -11,7 +11,8 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from modelrelease.sandbox.stack import SandboxInfo, free_port
 
 T = TypeVar("T")
+_STARTED: list[Operator] = []
+"""Every operator process this test session started (running or not)."""
 
 
 def eventually(what: str, probe: Callable[[], T | None], timeout: float = 90.0, interval: float = 0.2) -> T:
@@ -70,6 +73,8 @@ class Operator:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        if self not in _STARTED:
+            _STARTED.append(self)
         eventually("the operator's liveness endpoint", self._alive, timeout=120)
 
     def _alive(self) -> bool:
@@ -95,6 +100,23 @@ class Operator:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@contextmanager
+def operators_paused() -> Iterator[None]:
+    """Stop every operator this session runs, and start them again afterwards: for tests that write a
+    release's status themselves, which a running operator would overwrite with the status it computes."""
+    paused = [operator for operator in _STARTED if operator.running()]
+    for operator in paused:
+        operator.stop()
+    try:
+        yield
+    finally:
+        for operator in paused:
+            operator.start()
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as answer:

@@ -48,6 +48,7 @@ from crd_cases import (
 )
 from modelrelease.api.models import GROUP, PLURAL, VERSION, ModelReleaseSpec
 from modelrelease.sandbox.stack import SandboxInfo
+from operator_process import operators_paused
 
 pytestmark = pytest.mark.slow
 
@@ -130,9 +131,12 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(cluster: Cluster) -> Iterator[Server]:
+    # The releases here are the API server's, not the operator's: a running operator would write its own
+    # status over the one under test (found when the chaos tests had started the session operator first).
     namespace = cluster.namespace("crd-admission")
     try:
-        yield Server(cluster, namespace)
+        with operators_paused():
+            yield Server(cluster, namespace)
     finally:
         cluster.core.delete_namespace(namespace)
 

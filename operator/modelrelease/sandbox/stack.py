@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
 from modelrelease.sandbox.binaries import BinaryError, locate
 from modelrelease.sandbox.pki import ADMIN, CONTROLLER_MANAGER, SCHEDULER, Pki
 from modelrelease.sandbox.pki import create as create_pki
@@ -201,16 +203,45 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) 
         process.wait()
 
 
+CRD_TIMEOUT = 90.0
+
+
 def install_crd(info: SandboxInfo, crd_file: Path) -> None:
-    """Apply a CRD with the real kubectl and wait until the API server serves its kind."""
+    """Apply a CRD with the real kubectl and wait until the API server serves its kind.
+
+    Each kubectl call is retried until the bound: right after an API server starts, or while another test
+    applies the same CRD, a call can fail once (seen as `kubectl wait` exiting 1 at once under load)."""
     env = {**os.environ, **info.env}
+    crd = yaml.safe_load(crd_file.read_text())
+    deadline = time.monotonic() + CRD_TIMEOUT
     for args in (
         ["apply", "-f", str(crd_file)],
-        ["wait", "--for=condition=Established", "-f", str(crd_file), "--timeout=60s"],
+        ["wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=10s"],
+        ["get", crd["spec"]["names"]["plural"], "--all-namespaces", "-o", "name"],  # the kind is served
     ):
-        subprocess.run(
-            [str(locate("kubectl")), *args], env=env, check=True, capture_output=True, text=True, timeout=90
-        )
+        while True:
+            try:
+                _kubectl(env, *args)
+                break
+            except SandboxError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+
+def _kubectl(env: Mapping[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [str(locate("kubectl")), *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+        raise SandboxError(f"kubectl {args[0]} failed: {last[:300]}")
+    return result.stdout
 
 
 class _Stack:
