@@ -104,20 +104,6 @@ class Operator:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-
-@contextmanager
-def operators_paused() -> Iterator[None]:
-    """Stop every operator this session runs, and start them again afterwards: for tests that write a
-    release's status themselves, which a running operator would overwrite with the status it computes."""
-    paused = [operator for operator in _STARTED if operator.running()]
-    for operator in paused:
-        operator.stop()
-    try:
-        yield
-    finally:
-        for operator in paused:
-            operator.start()
-
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as answer:
             text = answer.read().decode()
@@ -156,3 +142,17 @@ def operators_paused() -> Iterator[None]:
     def metric(self, name: str, **labels: str) -> float:
         wanted = tuple(sorted(labels.items()))
         return sum(v for (n, ls), v in self.metrics().items() if n == name and set(wanted) <= set(ls))
+
+
+@contextmanager
+def operators_paused() -> Iterator[None]:
+    """Stop every operator this session runs, and start them again afterwards: for tests that write a
+    release's status themselves, which a running operator would overwrite with the status it computes."""
+    paused = [operator for operator in _STARTED if operator.running()]
+    for operator in paused:
+        operator.stop()
+    try:
+        yield
+    finally:
+        for operator in paused:
+            operator.start()
