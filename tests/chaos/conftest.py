@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scenarios import OwnStack
 
+from chaos.scenarios import OwnStack
 from integration.helpers import CRD, Cluster, Models
 from modelrelease.sandbox import stack
 from operator_process import Operator

@@ -6,7 +6,8 @@ this module's own (conftest.own_stack)."""
 from __future__ import annotations
 
 import pytest
-from scenarios import SEED, OwnStack, component_restart, store_down, watches_expire
+
+from chaos.scenarios import SEED, OwnStack, component_restart, store_down, watches_expire
 
 pytestmark = pytest.mark.slow
 

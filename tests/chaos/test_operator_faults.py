@@ -5,8 +5,8 @@ ones); each prints its figures and the seed of its RNG."""
 from __future__ import annotations
 
 import pytest
-from scenarios import SEED, operator_kills, registry_slow_then_hanging
 
+from chaos.scenarios import SEED, operator_kills, registry_slow_then_hanging
 from integration.helpers import Cluster, Models
 from modelrelease.sandbox.stack import SandboxInfo
 from operator_process import Operator

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from helpers import CRD, Cluster, Models
 
+from integration.helpers import CRD, Cluster, Models
 from modelrelease.sandbox.stack import SandboxInfo, install_crd
 
 

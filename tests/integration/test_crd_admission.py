@@ -23,7 +23,6 @@ from typing import Any
 import kubernetes
 import pytest
 import yaml
-from helpers import CRD, ROOT, Cluster
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes.client.exceptions import ApiException
@@ -46,6 +45,7 @@ from crd_cases import (
     release,
     spec,
 )
+from integration.helpers import CRD, ROOT, Cluster
 from modelrelease.api.models import GROUP, PLURAL, VERSION, ModelReleaseSpec
 from modelrelease.sandbox.stack import SandboxInfo
 from operator_process import operators_paused

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import Cluster, Models, Operator, eventually, model_name, ready_on, release_spec
 
+from integration.helpers import Cluster, Models, Operator, eventually, model_name, ready_on, release_spec
 from modelrelease.sandbox.stack import SandboxInfo
 
 pytestmark = pytest.mark.slow

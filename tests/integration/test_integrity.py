@@ -30,9 +30,18 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from helpers import Cluster, Models, Operator, eventually, history, model_name, ready_on, release_spec
 from kubernetes.client.exceptions import ApiException
 
+from integration.helpers import (
+    Cluster,
+    Models,
+    Operator,
+    eventually,
+    history,
+    model_name,
+    ready_on,
+    release_spec,
+)
 from modelrelease.sandbox.kubelet import RUN_ANNOTATION, RUN_AS_PROCESS
 from modelrelease.sandbox.stack import SandboxInfo, free_port
 

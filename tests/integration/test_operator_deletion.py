@@ -9,9 +9,9 @@ from functools import partial
 from typing import Any
 
 import pytest
-from helpers import Cluster, Models, Operator, eventually, model_name, ready_on, release_spec
 from kubernetes.client.exceptions import ApiException
 
+from integration.helpers import Cluster, Models, Operator, eventually, model_name, ready_on, release_spec
 from modelrelease.api.models import GROUP, PLURAL, VERSION
 from modelrelease.handlers import LEGACY_FINALIZER
 

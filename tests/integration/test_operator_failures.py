@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import (
+
+from integration.helpers import (
     Cluster,
     Models,
     Operator,
@@ -30,7 +31,6 @@ from helpers import (
     registry_proxy,
     release_spec,
 )
-
 from modelrelease.sandbox.registrar import DIGEST_TAG
 from modelrelease.sandbox.stack import SandboxInfo, free_port
 

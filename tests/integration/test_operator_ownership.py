@@ -17,9 +17,18 @@ from typing import Any
 
 import kubernetes
 import pytest
-from helpers import Cluster, Models, Operator, eventually, history, model_name, ready_on, release_spec
 from kubernetes.client.exceptions import ApiException
 
+from integration.helpers import (
+    Cluster,
+    Models,
+    Operator,
+    eventually,
+    history,
+    model_name,
+    ready_on,
+    release_spec,
+)
 from modelrelease.api.models import GROUP, VERSION, ModelReleaseSpec
 from modelrelease.kube.client import Kube
 from modelrelease.render import manifests

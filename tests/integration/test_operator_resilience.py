@@ -10,7 +10,8 @@ from functools import partial
 from typing import Any
 
 import pytest
-from helpers import (
+
+from integration.helpers import (
     Cluster,
     Models,
     Operator,
@@ -22,7 +23,6 @@ from helpers import (
     registry_proxy,
     release_spec,
 )
-
 from modelrelease.sandbox.stack import SandboxInfo
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,9 @@ import time
 from typing import Any
 
 import pytest
-from helpers import Cluster, Models, Operator, eventually, history, model_name
 from kubernetes.client.exceptions import ApiException
+
+from integration.helpers import Cluster, Models, Operator, eventually, history, model_name
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,17 @@ import urllib.request
 from typing import Any
 
 import pytest
-from helpers import Cluster, Models, Operator, eventually, history, model_name, ready_on, release_spec
 
+from integration.helpers import (
+    Cluster,
+    Models,
+    Operator,
+    eventually,
+    history,
+    model_name,
+    ready_on,
+    release_spec,
+)
 from modelrelease.sandbox.kubelet import FAULTS_CONFIGMAP, RUN_ANNOTATION, RUN_AS_PROCESS
 
 pytestmark = pytest.mark.slow

@@ -18,10 +18,10 @@ from typing import Any
 import boto3
 import pytest
 from aiohttp import ClientSession, web
-from helpers import Cluster, Models, Operator, RegistryProxy, eventually, history
-from test_integrity import IRIS_ROWS, serving
-from test_real_pods import START_TIMEOUT, answer, pods_of
 
+from integration.helpers import Cluster, Models, Operator, RegistryProxy, eventually, history
+from integration.test_integrity import IRIS_ROWS, serving
+from integration.test_real_pods import START_TIMEOUT, answer, pods_of
 from modelrelease.registry.digest import local_digest
 from modelrelease.registry.sagemaker import CONNECT_TIMEOUT_S, MAX_ATTEMPTS, READ_TIMEOUT_S
 from modelrelease.sandbox.kubelet import RUN_ANNOTATION, RUN_AS_PROCESS

@@ -11,10 +11,10 @@ import re
 from typing import Any
 
 import pytest
-from crd_walk import load_manifest, nodes, root_schema
 
 from crd_cases import CASES, EMPTY_SHAPING, SHAPING_VALUES, embed, pydantic_accepts
 from modelrelease.api.models import MANAGED_ONLY_FIELDS
+from unit.crd_walk import load_manifest, nodes, root_schema
 
 SCHEMA = root_schema(load_manifest())
 RULE_LIST = [

@@ -11,9 +11,9 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from crd_walk import CRD_FILE, ROOT, load_manifest, nodes, root_schema
 
 from modelrelease.api import crd
+from unit.crd_walk import CRD_FILE, ROOT, load_manifest, nodes, root_schema
 
 # JSON Schema constructs a structural schema forbids (or that pydantic-isms would leak).
 FORBIDDEN = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "title", "const", "uniqueItems", "nullable"}

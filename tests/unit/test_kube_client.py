@@ -14,13 +14,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import kubernetes
 import pytest
-from test_status_write import FULL
 
 from modelrelease import pipeline
 from modelrelease.api.models import ModelReleaseSpec
 from modelrelease.kube.client import Kube, Refused
 from modelrelease.render import manifests
 from modelrelease.render.pin import Pin, ReleaseRef
+from unit.test_status_write import FULL
 
 RELEASE = ReleaseRef(name="fraud", namespace="ml", uid="0b5e7d1c-1111-2222-3333-444455556666")
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from status_server import StatusServer
-
 from modelrelease.api.models import ModelReleaseSpec, ModelReleaseStatus
 from modelrelease.reconcile import Plan, decide, refused
 from modelrelease.reconcile.decide import SmokeTested
@@ -14,6 +12,7 @@ from modelrelease.registry.base import ModelNotFound, ModelVersion, RegistryErro
 from modelrelease.render.observe import ObservedDeployment
 from modelrelease.render.pin import Pin
 from modelrelease.verify.checks import CheckResult
+from unit.status_server import StatusServer
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 PASS = [

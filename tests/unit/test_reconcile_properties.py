@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from status_server import StatusServer
 
 from modelrelease.api.models import HistoryEntry, ModelReleaseSpec, ModelReleaseStatus
 from modelrelease.reconcile import Plan, decide, refused
@@ -22,6 +21,7 @@ from modelrelease.registry.base import ModelVersion, RegistryError, RegistryUnav
 from modelrelease.render.observe import ObservedDeployment
 from modelrelease.render.pin import Pin
 from modelrelease.verify.checks import CheckResult
+from unit.status_server import StatusServer
 
 MODEL = "fraud"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

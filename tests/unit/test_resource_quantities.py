@@ -7,10 +7,10 @@ import re
 from typing import Any
 
 import pytest
-from crd_walk import load_manifest, root_schema
 from pydantic import ValidationError
 
 from modelrelease.api.models import QUANTITY_PATTERN, ModelReleaseSpec
+from unit.crd_walk import load_manifest, root_schema
 
 GOOD: list[int | str] = [0, 2, "2", "500m", "0.5", ".5", "1.5Gi", "512Mi", "1e3", "1E-3", "+1", "100k"]
 BAD: list[int | str] = [-1, "-1", "-500m", "2 cores", "1Gb", "1.5.2", "Gi", "", "1 ", "1\n", "0x10"]

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from test_reconcile import PASS, Release, deployment, make_spec, mv, reasons
-
 from modelrelease.reconcile import Plan, decide
 from modelrelease.reconcile.decide import Reverified
+from unit.test_reconcile import PASS, Release, deployment, make_spec, mv, reasons
 
 VERIFIED = "sha256:" + "ab" * 32
 ALTERED = "sha256:" + "cd" * 32

@@ -15,7 +15,6 @@ import model_signing
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from test_checks import DIGEST, TAG, FakeRegistry, version
 
 from modelrelease.api.models import ModelReleaseSpec
 from modelrelease.registry.base import RegistryTarget
@@ -23,6 +22,7 @@ from modelrelease.registry.digest import local_digest, local_entries
 from modelrelease.registry.mlflow import MlflowRegistry
 from modelrelease.verify import signature
 from modelrelease.verify.checks import first_blocking, verify_candidate
+from unit.test_checks import DIGEST, TAG, FakeRegistry, version
 
 MODEL = {"MLmodel": b"flavors: {}\n", "model.pkl": b"\x80\x04weights", "sub/conda.yaml": b"name: m\n"}
 SOURCE = "ConfigMap signers"

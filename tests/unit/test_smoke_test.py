@@ -17,7 +17,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from kubernetes.client.exceptions import ApiException
-from test_reconcile import PASS, Release, deployment, make_spec, mv, reasons
 
 from modelrelease import pipeline
 from modelrelease.kube.client import label_selector
@@ -28,6 +27,7 @@ from modelrelease.render.observe import new_pods
 from modelrelease.render.pin import Pin
 from modelrelease.verify import smoke
 from modelrelease.verify.checks import CheckResult, check_smoke_test, example_rows, smoke_answer_problem
+from unit.test_reconcile import PASS, Release, deployment, make_spec, mv, reasons
 
 SPLIT = {"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3, 4], [5, 6]]}}
 MLFLOW_400 = {

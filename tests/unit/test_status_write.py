@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
-from status_server import merge_patch
 
 from modelrelease.api.models import ModelReleaseStatus
 from modelrelease.kube.client import merge_diff
+from unit.status_server import merge_patch
 
 DIGEST_1 = "sha256:" + "1" * 64
 DIGEST_2 = "sha256:" + "2" * 64

@@ -1,0 +1,1 @@
+"""Unit tests: no cluster, no network. A package, so that pytest and mypy name its modules alike (unit.*)."""
