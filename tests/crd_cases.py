@@ -811,4 +811,4 @@ BAD_STATUSES: list[tuple[dict[str, Any], str]] = [
     ({"resolved": {"version": "7"}}, "status.resolved.modelUri: Required value"),
 ]
 # A status field the schema does not declare: pydantic refuses it, the API server prunes it.
-UNKNOWN_STATUS_FIELD = {"kopf": {"progress": {}}}
+UNKNOWN_STATUS_FIELD: dict[str, Any] = {"kopf": {"progress": {}}}

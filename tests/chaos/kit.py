@@ -243,7 +243,7 @@ def restart_component(
             env={k.decode(): v.decode() for k, v in environ.items()},
             start_new_session=True,
         )
-    stack._children[process.pid] = process  # type: ignore[assignment]
+    stack._children[process.pid] = process
     state = json.loads((directory / "state.json").read_text())
     state["components"][name].update(pid=process.pid, start=stack._start_ticks(process.pid))
     stack._write_atomic(directory / "state.json", json.dumps(state, indent=2) + "\n")

@@ -83,6 +83,8 @@ def _ask(call: Callable[[], tuple[dict[str, Any], int, Any]]) -> Answer:
     try:
         stored, code, headers = call()
     except ApiException as exc:
+        if exc.body is None:  # no Status object to read: not an admission answer
+            raise
         status = json.loads(exc.body)
         causes = [(c.get("field", ""), c["message"]) for c in status.get("details", {}).get("causes", [])]
         return Answer(exc.status, None, status["message"], causes, _warnings(exc.headers))

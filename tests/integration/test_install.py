@@ -184,8 +184,8 @@ def test_kubectl_apply_kustomize_base(sandbox: SandboxInfo, run_kubectl: Kubectl
     }
     again = run_kubectl(sandbox, *apply)
     assert again.returncode == 0, again.stderr
-    for args, obj in before.items():
-        assert settled(get_json(run_kubectl, sandbox, *args)) == obj, args
+    for key, obj in before.items():
+        assert settled(get_json(run_kubectl, sandbox, *key)) == obj, key
 
     # Remove the operator again but keep the CRD: other tests share this API server and its ModelReleases.
     deleted = run_kubectl(sandbox, "delete", "-f", str(ROOT / "manifests" / "operator.yaml"), "--wait=true")

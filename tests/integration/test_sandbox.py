@@ -46,7 +46,7 @@ COMPONENTS = {
     "s3",
     "mlflow",
 }
-LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 LISTENING = COMPONENTS - {"kubelet"}  # the pod runner only talks to the API server
 
 
@@ -188,7 +188,7 @@ def test_the_control_plane_is_the_pinned_kubernetes_with_tls_and_rbac(cli_sandbo
 def test_the_node_is_ready_with_a_loopback_pod_range(cli_sandbox: Sandbox) -> None:
     nodes = json.loads(sh(cli_sandbox, "kubectl get nodes -o json").stdout)["items"]
     assert len(nodes) == 1
-    assert ipaddress.ip_network(nodes[0]["spec"]["podCIDR"]).subnet_of(LOOPBACK)
+    assert ipaddress.IPv4Network(nodes[0]["spec"]["podCIDR"]).subnet_of(LOOPBACK)
     conditions = {c["type"]: c["status"] for c in nodes[0]["status"]["conditions"]}
     assert conditions["Ready"] == "True"
     assert nodes[0]["status"]["nodeInfo"]["kubeletVersion"].startswith("kwok-")

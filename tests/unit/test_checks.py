@@ -217,7 +217,10 @@ class FakeRegistry:
     async def resolve(self, ref: ModelRef, *, max_age: float | None = None) -> ModelVersion:
         raise NotImplementedError
 
-    async def get_version(self, name: str, version: str) -> ModelVersion:
+    async def get_version(self, name: str, version: str, *, max_age: float | None = None) -> ModelVersion:
+        raise NotImplementedError
+
+    async def serving_env(self, name: str, version: str) -> dict[str, str]:
         raise NotImplementedError
 
     async def run_metrics(self, run_id: str) -> dict[str, float]:
@@ -246,6 +249,9 @@ class FakeRegistry:
     async def signature_bundle(self, mv: ModelVersion) -> bytes | None:
         self._ask(f"model.sig {mv.version}")
         return self.bundle
+
+    async def serving_input_example(self, mv: ModelVersion) -> dict[str, object] | None:
+        raise NotImplementedError
 
 
 async def no_signers(name: str) -> Mapping[str, str] | None:

@@ -19,6 +19,7 @@ from modelrelease.kube.client import Kube
 from modelrelease.registry.factory import Registries
 from modelrelease.scheduler import Outcome
 from modelrelease.settings import Settings
+from unit.kopf_calls import invoke
 
 RELEASES = kopf.Resource(GROUP, VERSION, PLURAL)
 
@@ -49,7 +50,8 @@ def release(generation: int = 1, **metadata: Any) -> dict[str, Any]:
 
 async def event(memo: Any, type_: str | None, body: dict[str, Any]) -> kopf.Patch:
     patch = kopf.Patch(body=body)  # type: ignore[arg-type]
-    await handlers.release_event(
+    await invoke(
+        handlers.release_event,
         event={"type": type_, "object": body},
         body=body,
         namespace="ml",
@@ -101,16 +103,18 @@ async def test_startup_reads_its_configuration_off_the_event_loop(monkeypatch: p
     monkeypatch.setattr(handlers.Settings, "from_env", staticmethod(settings))
     monkeypatch.setattr(handlers, "load_config", config)
     memo = kopf.Memo()
-    await handlers.configure(settings=kopf.OperatorSettings(), memo=memo, logger=logging.getLogger("t"))
+    await invoke(
+        handlers.configure, settings=kopf.OperatorSettings(), memo=memo, logger=logging.getLogger("t")
+    )
     try:
         assert set(readers) == {"settings", "kubeconfig"}
         assert all(thread is not loop_thread for thread in readers.values())
-        assert handlers.releases_known(memo=memo) == 0  # the scheduler runs
+        assert await invoke(handlers.releases_known, memo=memo) == 0  # the scheduler runs
     finally:
-        await handlers.shutdown(memo=memo)
+        await invoke(handlers.shutdown, memo=memo)
     assert memo.scheduler_task.done()
     with pytest.raises(kopf.PermanentError):
-        handlers.releases_known(memo=memo)
+        await invoke(handlers.releases_known, memo=memo)
 
 
 @pytest.mark.parametrize(

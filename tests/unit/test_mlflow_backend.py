@@ -267,7 +267,7 @@ EXAMPLE = {"dataframe_split": {"columns": ["a"], "data": [[1.0], [2.0]]}}
 
 
 async def test_the_serving_input_example_is_the_file_the_mlmodel_names() -> None:
-    script = {
+    script: dict[str, list[Answer]] = {
         "location": ok({"artifact_uri": "mlflow-artifacts:/1/abc/artifacts/model"}),
         "listing": ok(EXAMPLE_LISTING),
         "file": [(200, MLMODEL_WITH_EXAMPLE, {}), (200, json.dumps(EXAMPLE).encode(), {})],
@@ -291,7 +291,7 @@ async def test_the_serving_input_example_is_the_file_the_mlmodel_names() -> None
 async def test_a_missing_or_odd_serving_input_example(
     mlmodel: bytes, example: bytes, expected: str | None
 ) -> None:
-    script = {
+    script: dict[str, list[Answer]] = {
         "location": ok({"artifact_uri": "mlflow-artifacts:/1/abc/artifacts/model"}),
         "listing": ok(EXAMPLE_LISTING),
         "file": [(200, mlmodel, {}), (200, example, {})],

@@ -132,12 +132,12 @@ class World:
                     ("Failed", "SmokeTestFailed"),
                 )
         if plan.verify is not None:
-            verdict = self.verdicts.get(int(plan.verify.version), True)
+            verified = self.verdicts.get(int(plan.verify.version), True)
             plan = decide(
-                *args, results(verdict), self.observed(), now, digest=digest(int(plan.verify.version))
+                *args, results(verified), self.observed(), now, digest=digest(int(plan.verify.version))
             )
             if plan.deploy is not None and plan.deploy.kind == "Rollout":
-                assert verdict, "a rollout was planned for a version that failed verification"
+                assert verified, "a rollout was planned for a version that failed verification"
                 self.approved.add(plan.deploy.pin.uri)
         return plan
 

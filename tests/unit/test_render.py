@@ -187,7 +187,7 @@ def test_service_selects_the_pods() -> None:
     assert service["metadata"]["ownerReferences"][0]["uid"] == RELEASE.uid
 
 
-LIVE_TARGET = {
+LIVE_TARGET: dict[str, Any] = {
     "apiVersion": "apps/v1",
     "kind": "Deployment",
     "metadata": {"name": "scorer", "namespace": "ml", "generation": 4, "uid": "5c0e-live"},

@@ -172,9 +172,9 @@ def test_many_wakes_leave_the_heap_bounded() -> None:
         agenda.finish(key, OK, now=0.0)  # due again at 60
     for tick in range(1, 1000):
         agenda.wake(tick % 10, now=float(tick) / 1000)  # each leaves the due-at-60 item stale
-        key = agenda.start(now=float(tick) / 1000)
-        assert key is not None
-        agenda.finish(key, OK, now=float(tick) / 1000)
+        started = agenda.start(now=float(tick) / 1000)
+        assert started is not None
+        agenda.finish(started, OK, now=float(tick) / 1000)
     assert len(agenda._heap) <= 2 * len(agenda) + 64
 
 

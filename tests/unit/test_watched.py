@@ -13,6 +13,7 @@ from modelrelease.kube.client import Kube
 from modelrelease.kube.watched import Latest, not_older, slim
 from modelrelease.registry.factory import Registries
 from modelrelease.settings import Settings
+from unit.kopf_calls import invoke
 
 
 def body(rv: str | None, **extra: Any) -> dict[str, Any]:
@@ -64,7 +65,8 @@ async def test_the_handlers_keep_the_watched_release_and_deployment() -> None:
     memo = kopf.Memo(operator=operator())
     op: pipeline.Operator = memo.operator
     release = {**body("7"), "spec": {"model": {"name": "m", "alias": "a"}}}
-    await handlers.release_event(
+    await invoke(
+        handlers.release_event,
         event={"type": None, "object": release},
         body=release,
         namespace="ml",
@@ -82,7 +84,8 @@ async def test_the_handlers_keep_the_watched_release_and_deployment() -> None:
         },
     }
     for type_ in (None, "DELETED"):
-        await handlers.deployment_event(
+        await invoke(
+            handlers.deployment_event,
             event={"type": type_, "object": deployment},
             body=deployment,
             namespace="ml",
@@ -90,7 +93,8 @@ async def test_the_handlers_keep_the_watched_release_and_deployment() -> None:
             memo=memo,
         )
         assert (op.deployments.get(("ml", "fraud")) is None) == (type_ == "DELETED")
-    await handlers.release_event(
+    await invoke(
+        handlers.release_event,
         event={"type": "DELETED", "object": release},
         body=release,
         namespace="ml",
