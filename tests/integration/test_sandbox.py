@@ -249,6 +249,24 @@ def test_healthy_deployment_becomes_available(cli_sandbox: Sandbox) -> None:
     assert ipaddress.ip_address(exposed.stdout) in ipaddress.ip_network(SERVICE_CIDR)
 
 
+def test_hundreds_of_services_get_cluster_ips(cli_sandbox: Sandbox) -> None:
+    """Each managed release has a Service: 300 of them get ClusterIPs (a /24 refused the 254th with HTTP
+    500 "range is full"), and the range holds well over the 1,000 that bench/scale.py makes."""
+    assert ipaddress.ip_network(SERVICE_CIDR).num_addresses - 2 > 1000
+    services = json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"s{index}"},
+         "spec": {"ports": [{"port": 8080}], "selector": {"app": f"s{index}"}}}
+        for index in range(300)
+    ]})  # fmt: skip
+    assert sh(cli_sandbox, "kubectl create namespace services").returncode == 0
+    applied = sh(cli_sandbox, "kubectl -n services apply --server-side -f -", stdin=services, timeout=180)
+    assert applied.returncode == 0, applied.stderr[-500:]
+    listed = json.loads(sh(cli_sandbox, "kubectl -n services get services -o json").stdout)["items"]
+    addresses = {service["spec"]["clusterIP"] for service in listed}
+    assert len(addresses) == 300
+    assert all(ipaddress.ip_address(address) in ipaddress.ip_network(SERVICE_CIDR) for address in addresses)
+
+
 def test_deleting_a_namespace_collects_everything_in_it(cli_sandbox: Sandbox) -> None:
     # The real namespace controller and garbage collector: Deployment -> ReplicaSet -> pods, all removed.
     assert sh(cli_sandbox, "kubectl create namespace doomed").returncode == 0

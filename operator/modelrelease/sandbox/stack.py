@@ -70,7 +70,8 @@ READY_TIMEOUT = {
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 # Services get ClusterIPs and pods get IPs from loopback ranges: nothing listens on them, and should anything
 # ever try to connect, the traffic stays on this machine (the network rule in DESIGN.md).
-SERVICE_CIDR = "127.2.0.0/24"
+# 65,534 ClusterIPs: a /24 ran out at the 254th Service (HTTP 500 "failed to allocate a serviceIP: range is full").
+SERVICE_CIDR = "127.2.0.0/16"
 SERVICE_IP = "127.2.0.1"  # the `kubernetes` Service's ClusterIP: the first address of SERVICE_CIDR
 POD_BLOCKS = 252 * 32  # /21 ranges (2,046 pod IPs each) in 127.3.0.0 - 127.254.255.255
 UNTHROTTLED_CLIENT = ("--kube-api-qps=5000", "--kube-api-burst=10000")
@@ -583,7 +584,9 @@ def _members(components: Iterable[Mapping[str, Any]]) -> list[int]:
 
 @contextlib.contextmanager
 def _interruptible() -> Iterator[None]:
-    """While `up` runs, SIGTERM and SIGHUP interrupt it like Ctrl-C, so it still stops what it started."""
+    """While `up` runs, SIGINT, SIGTERM and SIGHUP interrupt it like Ctrl-C, so it still stops what it started.
+    SIGINT too: a shell starts a background job (`up &` in a script) with SIGINT ignored, and Python then
+    installs no KeyboardInterrupt handler of its own."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -591,7 +594,7 @@ def _interruptible() -> Iterator[None]:
     def interrupt(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
@@ -691,7 +694,7 @@ def _api(
 def pod_cidr(api_port: int) -> str:
     """The node's podCIDR: a loopback /21 of its own per sandbox, derived from its API server's port, so that
     real pod processes of sandboxes side by side never bind the same address (unless their ports are a
-    multiple of POD_BLOCKS apart). Never 127.0.x.x (the services) or 127.2.0.0/24 (the ClusterIPs)."""
+    multiple of POD_BLOCKS apart). Never 127.0.x.x (the services) or 127.2.0.0/16 (the ClusterIPs)."""
     block = api_port % POD_BLOCKS
     return f"127.{3 + block // 32}.{(block % 32) * 8}.0/21"
 
