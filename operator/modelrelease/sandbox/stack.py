@@ -4,8 +4,8 @@
 
 - a real Kubernetes control plane, built by `modelrelease.sandbox.binaries`: `etcd`, `kube-apiserver`
   (TLS with certificates made for this sandbox, RBAC, service-account tokens, the default admission
-  plugins), `kube-controller-manager` (every default controller: Deployment, ReplicaSet, garbage collector,
-  namespace, service account, EndpointSlice, ...) and `kube-scheduler`;
+  plugins), `kube-controller-manager` (every default controller but the legacy Endpoints one: Deployment,
+  ReplicaSet, garbage collector, namespace, service account, EndpointSlice, ...) and `kube-scheduler`;
 - `kwok`, which keeps the sandbox's node Ready (no kubelet or container runtime runs here), and `kubelet`,
   the project's stand-in for the pod half of a kubelet (`modelrelease.sandbox.kubelet`);
 - `s3`: moto's S3 API in server mode, with the bucket `mlflow-artifacts`,
@@ -78,6 +78,11 @@ UNTHROTTLED_CLIENT = ("--kube-api-qps=5000", "--kube-api-burst=10000")
 """For kube-controller-manager and kube-scheduler, as kwokctl's disableQPSLimits sets them: their default
 client limits (20 and 50 requests a second) made the control plane alone take 71 s to make 300 Deployments
 available here, which is their throttle, not the machine; the API server keeps its own limits."""
+CONTROLLERS = "*,-endpoint"
+"""Every controller but the legacy Endpoints one: it writes each pod IP into the deprecated v1 Endpoints,
+which the API server refuses for loopback addresses, and retried each Service about 15 times (2,000
+failing writes and their Events in 40 s at 300 idle releases). Nothing reads Endpoints (kubectl, helm and
+the operator read pods; consumers read EndpointSlices); the EndpointSlice controller still runs."""
 NODE_NAME = "sandbox-node"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 # kwok's node stages, the sandbox's own: a node it manages turns Ready at once, and its conditions' heartbeat
@@ -350,7 +355,7 @@ class _Stack:
             "--authorization-kubeconfig", str(configs["kube-controller-manager"]),
             "--bind-address", HOST, "--secure-port", str(manager_port),
             "--cert-dir", str(self.run / "kube-controller-manager"),
-            "--leader-elect=false", "--controllers=*", "--use-service-account-credentials",
+            "--leader-elect=false", f"--controllers={CONTROLLERS}", "--use-service-account-credentials",
             "--service-account-private-key-file", str(pki.service_account_key),
             "--root-ca-file", str(pki.ca), "--service-cluster-ip-range", SERVICE_CIDR,
             "--profiling=false", *UNTHROTTLED_CLIENT,
