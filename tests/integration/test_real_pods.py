@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,6 +90,19 @@ def smoke_entry(status: dict[str, Any]) -> dict[str, Any]:
     return {v["check"]: v for v in status.get("verification") or []}.get("SmokeTest", {})
 
 
+def environments_with(entry: bytes) -> list[set[bytes]]:
+    """The environments of this machine's processes that hold `entry` (a container's, here)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            env = set(environ.read_bytes().split(b"\0"))
+        except OSError:  # exited, or not ours
+            continue
+        if entry in env:
+            found.append(env)
+    return found
+
+
 def test_a_pinned_version_serves_on_each_pods_own_ip(
     cluster: Cluster, models: Models, operator: Operator, ns: str
 ) -> None:
@@ -112,6 +126,9 @@ def test_a_pinned_version_serves_on_each_pods_own_ip(
         assert status == 200
         assert predicted["predictions"] == [0, 2]  # setosa, virginica: the trained estimator, loaded
     assert all(c["ready"] and c["restartCount"] == 0 for p in pods for c in p["status"]["containerStatuses"])
+    # The pod runner starts each container with MLflow's usage telemetry off (the sandbox talks to loopback).
+    serving = environments_with(f"MODEL_URI=models:/{model}/{v1}".encode())
+    assert len(serving) >= 2 and all(b"MLFLOW_DISABLE_TELEMETRY=true" in env for env in serving)
     # The operator sent the logged example to both pods before it called the rollout a success.
     smoke = smoke_entry(cluster.status(ns, "fraud"))
     assert (smoke["outcome"], smoke["version"]) == ("Passed", v1), smoke

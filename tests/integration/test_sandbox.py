@@ -164,6 +164,10 @@ def test_up_writes_kubeconfig_env_state_and_logs(
                 "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):  # fmt: skip
         assert f"\n{key}=" in f"\n{exported}", key
     assert f"KUBECONFIG={cli_sandbox.dir / 'kubeconfig'}" in exported
+    # MLflow's usage telemetry (to its vendor's hosts) is off for the clients and for the server.
+    assert "\nMLFLOW_DISABLE_TELEMETRY=true\n" in f"\n{exported}"
+    server = json.loads((cli_sandbox.dir / "state.json").read_text())["components"]["mlflow"]["pid"]
+    assert b"MLFLOW_DISABLE_TELEMETRY=true" in Path(f"/proc/{server}/environ").read_bytes().split(b"\0")
     assert set(json.loads((cli_sandbox.dir / "state.json").read_text())["components"]) == COMPONENTS
     assert {p.stem for p in (cli_sandbox.dir / "logs").glob("*.log")} >= COMPONENTS
     assert set(ports(cli_sandbox.dir)) == LISTENING

@@ -59,6 +59,8 @@ from typing import Any, Literal, cast
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from modelrelease.sandbox import NO_TELEMETRY
+
 log = logging.getLogger("modelrelease.sandbox.kubelet")
 
 Fault = Literal["ok", "crashloop", "unready"]
@@ -654,7 +656,7 @@ class PodRunner:
                 continue
             termination_log = folder / f"{name}.termination-log"
             process_env = {"PATH": _path(), "HOME": str(folder), "TMPDIR": str(folder / "tmp"),
-                           TERMINATION_LOG_ENV: str(termination_log), **env}  # fmt: skip
+                           TERMINATION_LOG_ENV: str(termination_log), **NO_TELEMETRY, **env}  # fmt: skip
             runner = _Container(
                 command_line(container, env, pod.ip),
                 process_env,

@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from modelrelease.sandbox import NO_TELEMETRY
 from modelrelease.sandbox.binaries import BinaryError, locate
 from modelrelease.sandbox.pki import ADMIN, CONTROLLER_MANAGER, SCHEDULER, Pki
 from modelrelease.sandbox.pki import create as create_pki
@@ -70,7 +71,8 @@ READY_TIMEOUT = {
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 # Services get ClusterIPs and pods get IPs from loopback ranges: nothing listens on them, and should anything
 # ever try to connect, the traffic stays on this machine (the network rule in DESIGN.md).
-# 65,534 ClusterIPs: a /24 ran out at the 254th Service (HTTP 500 "failed to allocate a serviceIP: range is full").
+# 65,534 ClusterIPs: a /24 ran out at the 254th Service (HTTP 500 "failed to allocate a serviceIP: range is
+# full").
 SERVICE_CIDR = "127.2.0.0/16"
 SERVICE_IP = "127.2.0.1"  # the `kubernetes` Service's ClusterIP: the first address of SERVICE_CIDR
 POD_BLOCKS = 252 * 32  # /21 ranges (2,046 pod IPs each) in 127.3.0.0 - 127.254.255.255
@@ -299,6 +301,7 @@ class _Stack:
             "MLFLOW_TRACKING_URI": mlflow_url,
             "MLFLOW_S3_ENDPOINT_URL": s3_url,
             **AWS_ENV,
+            **NO_TELEMETRY,
         }
         _write_atomic(self.dir / "env", "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
         self._save(up_seconds=round(time.monotonic() - self.started, 1))
@@ -460,6 +463,7 @@ class _Stack:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if k not in ("AWS_PROFILE", "AWS_SESSION_TOKEN")}
         env.update(AWS_ENV)
+        env.update(NO_TELEMETRY)
         env["MLFLOW_S3_ENDPOINT_URL"] = s3_url
         # The job runner and its huey consumers (about 2 GB of processes) serve features unused here.
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
@@ -589,9 +593,9 @@ def _members(components: Iterable[Mapping[str, Any]]) -> list[int]:
 
 @contextlib.contextmanager
 def _interruptible() -> Iterator[None]:
-    """While `up` runs, SIGINT, SIGTERM and SIGHUP interrupt it like Ctrl-C, so it still stops what it started.
-    SIGINT too: a shell starts a background job (`up &` in a script) with SIGINT ignored, and Python then
-    installs no KeyboardInterrupt handler of its own."""
+    """While `up` runs, SIGINT, SIGTERM and SIGHUP interrupt it like Ctrl-C, so it still stops what it
+    started. SIGINT too: a shell starts a background job (`up &` in a script) with SIGINT ignored, and
+    Python then installs no KeyboardInterrupt handler of its own."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
