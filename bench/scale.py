@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from integration.helpers import Operator, RegistryProxy
 from modelrelease.api.models import GROUP, VERSION
 from modelrelease.sandbox.binaries import locate
 from modelrelease.sandbox.registrar import DIGEST_TAG
+from modelrelease.sandbox.stack import stop_process
 
 RELEASES = int(os.environ.get("BENCH_SCALE_RELEASES", "1000"))
 MODELS = int(os.environ.get("BENCH_SCALE_MODELS", "100"))
@@ -82,14 +84,16 @@ def register_models(env: Env) -> tuple[list[str], list[str]]:
     version = models.register(first)
     source = models.client.get_model_version(first, version)
     digest = source.tags[DIGEST_TAG]
-    model_id = source.source.removeprefix("models:/")  # MLflow 3: the logged model the source names
+    assert source.source is not None  # the version was just registered from a logged model
+    logged_model = source.source
+    model_id = logged_model.removeprefix("models:/")  # MLflow 3: the logged model the source names
 
     def one(name: str) -> None:
         client = models.client
         if name != first:
             client.create_registered_model(name)
         for _ in range(3 if name != first else 2):
-            mv = client.create_model_version(name, source.source, run_id=source.run_id, model_id=model_id)
+            mv = client.create_model_version(name, logged_model, run_id=source.run_id, model_id=model_id)
             client.set_model_version_tag(name, mv.version, DIGEST_TAG, digest)
         client.set_registered_model_alias(name, ALIAS, "1")
 
@@ -195,6 +199,11 @@ def control_plane_floor(env: Env, work: Path) -> float:
     return done - applied
 
 
+def stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
+    profiler.send_signal(signal.SIGINT)  # py-spy writes its profile when interrupted
+    profiler.wait(timeout=60)
+
+
 def run(env: Env) -> None:
     cluster = env.cluster
     work = Path(tempfile.mkdtemp(prefix="scale-", dir=env.work))
@@ -217,7 +226,7 @@ def run(env: Env) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        started.append(lambda: (noop.terminate(), noop.wait(timeout=30)))
+        started.append(partial(stop_process, noop))
         operator = Operator(
             env.sandbox,
             work / "operator.log",
@@ -233,7 +242,7 @@ def run(env: Env) -> None:
                  "--format", "raw", "--rate", "50", "--output", PROFILE, "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=(work / "py-spy.log").open("wb"),
             )  # fmt: skip
-            started.append(lambda: (profiler.send_signal(signal.SIGINT), profiler.wait(timeout=60)))
+            started.append(partial(stop_profiler, profiler))
         sampler = Sampler({"operator": operator.process.pid, "noop": noop.pid})
         started.append(sampler.stop)
         watched_releases = releases(cluster.api, NAMESPACE)
@@ -284,7 +293,7 @@ def run(env: Env) -> None:
     noop_conv = sampler.window("noop", applied, ready)
     op_idle = sampler.window("operator", idle_start, idle_end)
     noop_idle = sampler.window("noop", idle_start, idle_end)
-    rows = [
+    rows: list[list[object]] = [
         ["releases / models", f"{RELEASES} / {MODELS}", "", ""],
         [
             "apply -> all Ready (s)",
