@@ -252,16 +252,24 @@ async def _verify(
 
 
 async def _reverify(
-    spec: ModelReleaseSpec, registry: Registry, status: ModelReleaseStatus | None
+    spec: ModelReleaseSpec,
+    registry: Registry,
+    status: ModelReleaseStatus | None,
+    resolution: ModelVersion | RegistryError,
 ) -> Reverified | None:
     """The digest of the serving version's bytes, streamed again once the cached one is reverifyInterval
-    old (a cache hit until then); None when nothing verified serves, or the store is unreachable for now."""
+    old (a cache hit until then); None when nothing verified serves, or the store is unreachable for now.
+    The serving version is described by this pass's resolution when that is the one serving (the steady
+    state: no registry request beyond the reference's own), else asked for."""
     current = status.current if status is not None else None
     if current is None or current.digest is None:
         return None
     try:
         name, version = parse_pinned(current.model_uri)
-        serving = await registry.get_version(name, version)
+        if isinstance(resolution, ModelVersion) and (resolution.name, resolution.version) == (name, version):
+            serving = resolution
+        else:
+            serving = await registry.get_version(name, version)
         digest = await registry.artifact_digest(serving, max_age=spec.verify.reverify_interval_seconds)
     except (ValueError, RegistryUnavailable):
         return None
@@ -416,7 +424,9 @@ async def _plan(
     # A registry that just failed to answer is not asked again in this pass: each call may take the
     # retry bound (HttpPolicy.worst_case_seconds), and Resolved=False must be written within one.
     reachable = registry is not None and not isinstance(resolution, RegistryUnavailable)
-    reverified = await _reverify(spec, registry, status) if registry is not None and reachable else None
+    reverified = (
+        await _reverify(spec, registry, status, resolution) if registry is not None and reachable else None
+    )
     plan = decide(spec, generation, status, resolution, None, observed, now, reverified=reverified)
     if plan.smoke_test is not None and registry is not None and live is not None:
         tested = await _smoke_test(op, spec, registry, plan.smoke_test, live)

@@ -4,10 +4,14 @@ Deployment alone, and clear when they match again."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import timedelta
 
+from modelrelease.pipeline import _reverify
 from modelrelease.reconcile import Plan, decide
 from modelrelease.reconcile.decide import Reverified
+from modelrelease.registry.base import ModelVersion
+from unit.test_checks import FakeRegistry
 from unit.test_reconcile import PASS, Release, deployment, make_spec, mv, reasons
 
 VERIFIED = "sha256:" + "ab" * 32
@@ -104,3 +108,32 @@ def test_passes_come_at_least_every_reverify_interval() -> None:
     following = Release(make_spec(registry={"pollInterval": "20s"}, verify={"reverifyInterval": "45s"}))
     serving_verified(following)
     assert reverify(following, Reverified("1", VERIFIED)).requeue_after == 20.0
+
+
+@dataclass
+class DescribingRegistry(FakeRegistry):
+    """FakeRegistry that also describes versions, recording each one it is asked for."""
+
+    described: list[str] = field(default_factory=list)
+
+    async def get_version(self, name: str, version: str, *, max_age: float | None = None) -> ModelVersion:
+        self.described.append(version)
+        return mv(int(version), name)
+
+
+async def test_the_serving_version_is_rehashed_from_the_passs_own_resolution() -> None:
+    release = Release()
+    serving_verified(release)
+    registry = DescribingRegistry(digest=VERIFIED)
+    seen = await _reverify(release.spec, registry, release.status, mv(1))
+    assert seen == Reverified("1", VERIFIED)
+    assert (registry.asked, registry.described) == (["digest 1"], [])  # no request beyond the alias's
+
+
+async def test_after_an_alias_move_the_serving_version_is_described_by_the_registry() -> None:
+    release = Release()
+    serving_verified(release)
+    registry = DescribingRegistry(digest=ALTERED)
+    seen = await _reverify(release.spec, registry, release.status, mv(2))
+    assert seen == Reverified("1", ALTERED)
+    assert (registry.asked, registry.described) == (["digest 1"], ["1"])
