@@ -257,11 +257,12 @@ def run(env: Env) -> None:
         print(f"converged in {converge:.1f}s (kubectl apply took {apply_s:.1f}s)", flush=True)
 
         time.sleep(IDLE_SETTLE_S)  # a settling time, not synchronisation: the idle window starts after it
-        idle_start, before = time.monotonic(), sum(proxy.counts.values())
-        alias_before = proxy.counts["/api/2.0/mlflow/registered-models/alias"]
+        idle_start, before = time.monotonic(), proxy.counts.copy()
         time.sleep(POLL_S)  # the window measured: one poll interval
-        window_requests = sum(proxy.counts.values()) - before
-        alias_requests = proxy.counts["/api/2.0/mlflow/registered-models/alias"] - alias_before
+        window = proxy.counts.copy() - before
+        window_requests = sum(window.values())
+        alias_requests = window.get("/api/2.0/mlflow/registered-models/alias", 0)
+        print(f"registry requests in one poll window, by path: {dict(window)}", flush=True)
         time.sleep(POLL_S)
         idle_end = time.monotonic()
 
