@@ -18,11 +18,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.alias_latency import mlflow_webhook
 from bench.common import Env, table
@@ -150,6 +153,42 @@ def move_all(env: Env, version: str) -> None:
         list(pool.map(lambda model: client.set_registered_model_alias(model, ALIAS, version), model_names()))
 
 
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
+
+
+def api_writes(env: Env) -> Counter[str]:
+    """Writes the API server has answered so far, by resource (its apiserver_request_total)."""
+    text = subprocess.run(
+        [str(locate("kubectl")), "get", "--raw", "/metrics"],
+        env={**os.environ, **env.sandbox.env},
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    writes: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            if sample.name == "apiserver_request_total" and sample.labels.get("verb") in WRITE_VERBS:
+                resource = "/".join(
+                    filter(None, (sample.labels.get("resource"), sample.labels.get("subresource")))
+                )
+                writes[resource] += int(sample.value)
+    return writes
+
+
+def report_writes(what: str, writes: Counter[str], seconds: float) -> None:
+    """Every write the control plane answered while the pins moved: what bounds the move's time here."""
+    top = ", ".join(f"{resource} {n}" for resource, n in writes.most_common(6))
+    total = sum(writes.values())
+    print(
+        f"alias move ({what}): {total} API writes in {seconds:.1f}s ({total / seconds:.0f}/s): {top}",
+        flush=True,
+    )
+
+
 def control_plane_floor(env: Env, work: Path) -> float:
     """Seconds from `kubectl apply --server-side` of RELEASES Deployments like the operator's (its
     rendered pod template, one replica, no owner) to all of them available: what the control plane
@@ -266,21 +305,23 @@ def run(env: Env) -> None:
         time.sleep(POLL_S)
         idle_end = time.monotonic()
 
-        moved = time.monotonic()
+        moved, writes = time.monotonic(), api_writes(env)
         move_all(env, "2")
         moves_s = time.monotonic() - moved
         pinned = watched_deployments.wait("every Deployment on version 2", all_pinned("2"), timeout=600)
         poll_move = pinned - moved
+        report_writes("polling", api_writes(env) - writes, pinned - moved)
         watched_releases.wait("every release Ready on 2", all_ready("2"), timeout=900)
 
         webhook_id, problem = mlflow_webhook(env, operator)
         if problem is not None:
             print(f"webhook: {problem}")
-        moved = time.monotonic()
+        moved, writes = time.monotonic(), api_writes(env)
         move_all(env, "3")
         webhook_moves_s = time.monotonic() - moved
         pinned = watched_deployments.wait("every Deployment on version 3", all_pinned("3"), timeout=600)
         webhook_move = pinned - moved
+        report_writes("webhook", api_writes(env) - writes, pinned - moved)
         watched_releases.wait("every release Ready on 3", all_ready("3"), timeout=900)
         if webhook_id is not None:
             env.models.client.delete_webhook(webhook_id)
