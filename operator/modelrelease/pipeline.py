@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from modelrelease import metrics
 from modelrelease.api.models import MODEL_URI_ENV, ModelReleaseSpec, ModelReleaseStatus, RegistrySpec
-from modelrelease.kube.client import Kube, Refused
+from modelrelease.kube.client import Kube, Refused, api_message
 from modelrelease.kube.watched import Latest
 from modelrelease.reconcile import Deploy, Plan, decide, refused
 from modelrelease.reconcile.decide import ARTIFACT_CHANGED, Reverified, SmokeTarget, SmokeTested
@@ -63,6 +63,17 @@ class Transient(Exception):
     """The registry is (for now) unavailable; recorded in status, worth retrying with backoff."""
 
 
+class ServiceNotApplied(Exception):
+    """The API server failed or refused the managed Service (a quota, no ClusterIP left, ...)."""
+
+    def __init__(self, cause: ApiException) -> None:
+        self.cause = cause
+        super().__init__(api_message(cause))
+
+
+SERVICE_NOT_APPLIED = "ServiceNotApplied"
+
+
 Key = tuple[str, str]
 """(namespace, name) of a release."""
 SERVICE_RECHECK_S = 600.0
@@ -79,6 +90,8 @@ class ReleaseState:
     """The next pass must not use a registry answer older than `pushed_at` (a webhook said it changed)."""
     pushed_at: float = 0.0
     """When (monotonic clock, the resolution cache's) the last webhook about its model arrived."""
+    service_problem: str | None = None
+    """Why its managed Service could not be applied, as last posted in a Warning Event (posted once)."""
 
 
 @dataclass
@@ -361,19 +374,30 @@ async def _reconcile(op: Operator, namespace: str, name: str) -> Plan | None:
 
     _written(op, namespace, name, await op.kube.write_release_status(namespace, name, body.get("status"),
                                                                     plan.status_json))  # fmt: skip
-    if plan.deploy is not None:
-        assert registry is not None  # decide() deploys only what a registry resolved or served
-        refusal = await _carry_out(op, registry, release, spec, generation, plan.deploy, live)
-        if refusal is not None:  # say why in the status; the Deployment stays as it was
-            written = plan.status_json
-            plan = refused(plan, spec, generation, resolution, observed, now, refusal)
-            _written(op, namespace, name, await op.kube.write_release_status(namespace, name, written,
-                                                                            plan.status_json))  # fmt: skip
-    elif spec.serving.managed and (plan.status.current is not None or live is not None):
-        await _ensure_service(op, release, spec, generation)
+    service_failure: ServiceNotApplied | None = None
+    try:
+        if plan.deploy is not None:
+            assert registry is not None  # decide() deploys only what a registry resolved or served
+            refusal = await _carry_out(op, registry, release, spec, generation, plan.deploy, live)
+            if refusal is not None:  # say why in the status; the Deployment stays as it was
+                written = plan.status_json
+                plan = refused(plan, spec, generation, resolution, observed, now, refusal)
+                answer = await op.kube.write_release_status(namespace, name, written, plan.status_json)
+                _written(op, namespace, name, answer)
+        elif spec.serving.managed and (plan.status.current is not None or live is not None):
+            await _ensure_service(op, release, spec, generation)
+    except ServiceNotApplied as exc:  # what the pass wrote stays written, and its Events still go out
+        service_failure = exc
     for event in plan.events:
         await _event(op, body, event.type, event.reason, event.message)
     _count(plan)
+    if service_failure is not None:
+        message = f"Service {name} could not be applied: {service_failure}"
+        if state.service_problem != message:
+            await _event(op, body, "Warning", SERVICE_NOT_APPLIED, message)
+        state.service_problem = message
+        raise service_failure.cause  # retried as any API failure is (outcome_of)
+    state.service_problem = None
 
     if problem is not None:
         raise problem
@@ -557,9 +581,16 @@ async def _carry_out(
     op.deployments.seen((release.namespace, release.name), applied)
     checked = op.services_checked.get((release.namespace, release.name))
     if checked is None or checked[0] != generation:  # a new version needs no new Service
-        await op.kube.apply_service(manifests.service(release, spec, generation))
+        await _apply_service(op, release, spec, generation)
         op.services_checked[(release.namespace, release.name)] = (generation, time.monotonic())
     return None
+
+
+async def _apply_service(op: Operator, release: ReleaseRef, spec: ModelReleaseSpec, generation: int) -> None:
+    try:
+        await op.kube.apply_service(manifests.service(release, spec, generation))
+    except ApiException as exc:
+        raise ServiceNotApplied(exc) from exc
 
 
 async def _ensure_service(op: Operator, release: ReleaseRef, spec: ModelReleaseSpec, generation: int) -> None:
@@ -575,7 +606,7 @@ async def _ensure_service(op: Operator, release: ReleaseRef, spec: ModelReleaseS
         manifests.APPLIED_GENERATION_ANNOTATION
     )
     if live is None or applied != str(generation):
-        await op.kube.apply_service(manifests.service(release, spec, generation))
+        await _apply_service(op, release, spec, generation)
     op.services_checked[key] = (generation, time.monotonic())
 
 

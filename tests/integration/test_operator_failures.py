@@ -315,6 +315,45 @@ def _cli(sandbox: SandboxInfo, *args: str, **env: str) -> subprocess.CompletedPr
     )
 
 
+def test_a_service_the_api_server_refuses_is_a_warning_event_and_is_applied_once_allowed(
+    cluster: Cluster, models: Models, operator: Operator, ns: str
+) -> None:
+    # A ResourceQuota that allows no Service: the real quota admission refuses it with HTTP 403.
+    quota = {"metadata": {"name": "no-services"}, "spec": {"hard": {"services": "0"}}}
+    cluster.core.create_namespaced_resource_quota(ns, quota)
+    eventually(
+        "the quota counted by its controller",
+        lambda: (cluster.core.read_namespaced_resource_quota("no-services", ns).status.hard or {}).get(
+            "services"
+        ),
+    )
+    model = model_name("quota")
+    v1 = models.register(model)
+    models.move_alias(model, v1)
+    cluster.apply_release(ns, "fraud", release_spec(model))
+    eventually(
+        "v1 Ready: the Deployment serves without its Service",
+        partial(ready_on, cluster, ns, "fraud", model, v1),
+    )
+    refused = eventually(
+        "a ServiceNotApplied Event", partial(warning_event, cluster, ns, "fraud", "ServiceNotApplied")
+    )
+    assert refused["message"].startswith("Service fraud could not be applied: ")
+    assert "exceeded quota: no-services" in refused["message"] and one_line(refused["message"])
+    # The rollout's own Events went out although the pass ended on the refused Service.
+    assert {"RolloutStarted", "RolloutSucceeded"} <= {e["reason"] for e in cluster.events(ns, "fraud")}
+    passes = operator.metric("modelrelease_reconciles_total")
+    eventually("three more passes", lambda: operator.metric("modelrelease_reconciles_total") >= passes + 3)
+    warnings = [e for e in cluster.events(ns, "fraud") if e["reason"] == "ServiceNotApplied"]
+    assert len(warnings) == 1 and warnings[0].get("count", 1) == 1  # said once, not at every retry
+    assert cluster.core.list_namespaced_service(ns).items == []
+
+    cluster.core.delete_namespaced_resource_quota("no-services", ns)
+    eventually(
+        "the Service applied once the quota is gone", lambda: cluster.core.list_namespaced_service(ns).items
+    )
+
+
 def test_registration_cli_digest_and_stamp_agree_with_the_operator(
     cluster: Cluster, models: Models, operator: Operator, sandbox: SandboxInfo, ns: str
 ) -> None:

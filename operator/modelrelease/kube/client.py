@@ -39,12 +39,17 @@ class Refused(Exception):
     """The API server refused a write as invalid (HTTP 422); the message is its own, on one line."""
 
 
-def _refusal(exc: ApiException) -> Refused:
+def api_message(exc: ApiException) -> str:
+    """The API server's own message for a failed request (its Status body), on one line."""
     try:
         message = str(json.loads(exc.body or "")["message"])
     except (ValueError, KeyError, TypeError):
         message = f"HTTP {exc.status} {exc.reason}"
-    return Refused(" ".join(message.split()))
+    return " ".join(message.split())
+
+
+def _refusal(exc: ApiException) -> Refused:
+    return Refused(api_message(exc))
 
 
 def load_config() -> kubernetes.client.ApiClient:
