@@ -256,9 +256,7 @@ def registry_slow_then_hanging(cluster: Cluster, models: Models, sandbox: Sandbo
                 )
             figures.converged = 1
         finally:
-            status = _status_or_empty(cluster, namespace)
-            figures.history_lost, figures.history_duplicated = history_figures(status, expected)
-            _delete_or_ignore(cluster, namespace)
+            _count_history_and_clean_up(figures, cluster, namespace, expected)
     return figures
 
 
@@ -304,9 +302,7 @@ def component_restart(
         figures.notes.append(f"test watch relisted {watch.lists - 1} times after breaks")
     finally:
         watch.stop()
-        status = _status_or_empty(cluster, namespace)
-        figures.history_lost, figures.history_duplicated = history_figures(status, [first, second])
-        _delete_or_ignore(cluster, namespace)
+        _count_history_and_clean_up(figures, cluster, namespace, [first, second])
     return figures
 
 
@@ -317,14 +313,16 @@ def _ready_again(cluster: Cluster, namespace: str, model: str, version: str) -> 
         return False
 
 
-def _status_or_empty(cluster: Cluster, namespace: str) -> dict[str, Any]:
+def _count_history_and_clean_up(
+    figures: Figures, cluster: Cluster, namespace: str, expected: list[str]
+) -> None:
+    """Fill in the history figures from the release's status (empty if the API server cannot answer
+    yet), then delete the scenario's releases if it can."""
     try:
-        return cluster.status(namespace, NAME)
+        status = cluster.status(namespace, NAME)
     except Exception:
-        return {}
-
-
-def _delete_or_ignore(cluster: Cluster, namespace: str) -> None:
+        status = {}
+    figures.history_lost, figures.history_duplicated = history_figures(status, expected)
     with suppress(Exception):
         cluster.delete_releases(namespace)
 
@@ -379,9 +377,7 @@ def store_down(cluster: Cluster, models: Models, sandbox: SandboxInfo, seed: int
         )
         figures.converged = 1
     finally:
-        status = _status_or_empty(cluster, namespace)
-        figures.history_lost, figures.history_duplicated = history_figures(status, [first, second])
-        _delete_or_ignore(cluster, namespace)
+        _count_history_and_clean_up(figures, cluster, namespace, [first, second])
     return figures
 
 
@@ -445,7 +441,5 @@ def watches_expire(stack: OwnStack, seed: int) -> Figures:
         )
         figures.converged = 1
     finally:
-        status = _status_or_empty(cluster, namespace)
-        figures.history_lost, figures.history_duplicated = history_figures(status, [first, second])
-        _delete_or_ignore(cluster, namespace)
+        _count_history_and_clean_up(figures, cluster, namespace, [first, second])
     return figures
