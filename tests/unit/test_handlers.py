@@ -134,32 +134,3 @@ async def test_startup_reads_its_configuration_off_the_event_loop(monkeypatch: p
 )
 def test_one_mapping_of_a_failed_pass_whatever_triggered_it(error: Exception, outcome: Outcome) -> None:
     assert pipeline.outcome_of(error) is outcome
-
-
-class Response:
-    """An unpreloaded urllib3 response: its body is read when `.data` is."""
-
-    def __init__(self) -> None:
-        self.read_on: threading.Thread | None = None
-
-    @property
-    def data(self) -> bytes:
-        self.read_on = threading.current_thread()
-        return b'{"items": [{"spec": {"scaleTargetRef": {"kind": "Deployment", "name": "fraud"}}}]}'
-
-
-async def test_hpa_targets_reads_the_response_body_off_the_event_loop() -> None:
-    kube = Kube(kubernetes.client.ApiClient())
-    response = Response()
-
-    class Autoscaling:
-        def list_namespaced_horizontal_pod_autoscaler(self, namespace: str, **_: Any) -> Response:
-            return response
-
-    kube._autoscaling = Autoscaling()  # type: ignore[assignment]
-    try:
-        assert await kube.hpa_targets("ml", "fraud")
-        assert not await kube.hpa_targets("ml", "other")
-    finally:
-        kube.close()
-    assert response.read_on is not None and response.read_on is not threading.current_thread()

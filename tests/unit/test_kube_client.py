@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,7 @@ class _Pool:
 
     def __init__(self) -> None:
         self.sent: list[Sent] = []
-        self.answer: _Answer | None = None
+        self.answer: Any = None
         """Answer with this instead, when set."""
 
     def request(self, method: str, url: str, body: str | None = None, **kwargs: Any) -> _Answer:
@@ -156,3 +157,33 @@ def test_a_deployment_the_api_server_finds_invalid_is_refused_with_its_message(
     with pytest.raises(Refused) as refused:
         asyncio.run(kube.apply_deployment(deployment))
     assert str(refused.value) == " ".join(message.split())
+
+
+class _ReadOn:
+    """An answer that notes the thread its body is read on."""
+
+    status = 200
+    reason = "OK"
+
+    def __init__(self, body: bytes) -> None:
+        self.headers = {"content-type": "application/json"}
+        self.body = body
+        self.read_on: threading.Thread | None = None
+
+    @property
+    def data(self) -> bytes:
+        self.read_on = threading.current_thread()
+        return self.body
+
+
+def test_answers_are_read_and_parsed_off_the_event_loop(wire: tuple[Kube, _Pool]) -> None:
+    kube, pool = wire
+    pool.answer = _ReadOn(
+        b'{"items": [{"spec": {"scaleTargetRef": {"kind": "Deployment", "name": "fraud"}}}]}'
+    )
+    assert asyncio.run(kube.hpa_targets("ml", "fraud"))
+    assert not asyncio.run(kube.hpa_targets("ml", "other"))
+    assert pool.answer.read_on is not None and pool.answer.read_on is not threading.current_thread()
+    assert [(s.method, s.path) for s in pool.sent] == [
+        ("GET", "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers")
+    ] * 2

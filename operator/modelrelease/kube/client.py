@@ -11,18 +11,16 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
+from urllib.parse import quote
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from modelrelease.api.models import GROUP, KIND, PLURAL, VERSION
-
-T = TypeVar("T")
 
 FIELD_MANAGER = "modelrelease-operator"
 COMPONENT = "modelrelease-operator"
@@ -33,6 +31,18 @@ REQUEST_TIMEOUT_S = 30.0
 _MERGE = "application/merge-patch+json"
 # Server-side apply. The client sends a dict body for a */*+yaml content type as JSON, which is YAML.
 _APPLY = "application/apply-patch+yaml"
+_FORCED = {"fieldManager": FIELD_MANAGER, "force": "true"}
+
+
+def _path(group_version: str, namespace: str, plural: str, name: str | None = None) -> str:
+    """The URL path of a namespaced collection, or of one object in it; names are quoted as a path
+    segment (a name the API server accepts needs no quoting, but nothing here relies on that)."""
+    collection = f"/{group_version}/namespaces/{quote(namespace, safe='')}/{plural}"
+    return collection if name is None else f"{collection}/{quote(name, safe='')}"
+
+
+def _release_path(namespace: str, name: str) -> str:
+    return _path(f"apis/{GROUP}/{VERSION}", namespace, PLURAL, name)
 
 
 class Refused(Exception):
@@ -68,27 +78,51 @@ class Kube:
 
     def __init__(self, api: kubernetes.client.ApiClient) -> None:
         self._api = api
-        self._apps = kubernetes.client.AppsV1Api(api)
-        self._core = kubernetes.client.CoreV1Api(api)
-        self._custom = kubernetes.client.CustomObjectsApi(api)
-        self._autoscaling = kubernetes.client.AutoscalingV2Api(api)
         self._pool = ThreadPoolExecutor(max_workers=KUBE_IO_THREADS, thread_name_prefix="kube")
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
 
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        call = partial(fn, *args, _request_timeout=REQUEST_TIMEOUT_S, **kwargs)
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> dict[str, Any]:
+        """One request through the client's ApiClient (its credentials, TLS and connection pool), its
+        answer as plain JSON, read and parsed in the pool thread. The client's generated API classes are
+        not used: with their typed models they took 90 MiB of the operator's memory and more of its CPU
+        than the requests themselves (bench/scale.py), while a pass works on dicts anyway.
+
+        Raises ApiException for an answer other than 2xx, as the generated classes do."""
+
+        def call() -> dict[str, Any]:
+            headers = {"Accept": "application/json"}
+            if content_type is not None:
+                headers["Content-Type"] = content_type
+            request = self._api.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=list((query or {}).items()),
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = self._api.call_api(*request, _request_timeout=REQUEST_TIMEOUT_S)
+            data = response.read()
+            if not 200 <= response.status <= 299:
+                raise ApiException.from_response(http_resp=response, body=None, data=None)
+            answer: dict[str, Any] = json.loads(data or b"{}")
+            return answer
+
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
-    def _plain(self, obj: Any) -> dict[str, Any]:
-        data: dict[str, Any] = self._api.sanitize_for_serialization(obj)
-        return data
-
-    async def _get(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
+    async def _get(self, path: str) -> dict[str, Any] | None:
         try:
-            return self._plain(await self._run(fn, *args))
+            return await self._json("GET", path)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -97,9 +131,7 @@ class Kube:
     # -- ModelRelease
 
     async def get_release(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return await self._get(
-            self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
-        )
+        return await self._get(_release_path(namespace, name))
 
     async def write_release_status(
         self, namespace: str, name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
@@ -117,26 +149,21 @@ class Kube:
         patch = merge_diff(old, new)
         if not patch:
             return None
-        written: Any = await self._run(
-            self._custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
+        return await self._json(
+            "PATCH",
+            f"{_release_path(namespace, name)}/status",
+            {"fieldManager": FIELD_MANAGER},
             {"status": patch},
-            field_manager=FIELD_MANAGER,
-            _content_type=_MERGE,
+            _MERGE,
         )
-        return dict(written)
 
     # -- Deployments and Services
 
     async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return await self._get(self._apps.read_namespaced_deployment, name, namespace)
+        return await self._get(_path("apis/apps/v1", namespace, "deployments", name))
 
     async def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return await self._get(self._core.read_namespaced_service, name, namespace)
+        return await self._get(_path("api/v1", namespace, "services", name))
 
     async def apply_deployment(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply of `manifest` (an apply configuration: only the fields the operator has an
@@ -147,45 +174,30 @@ class Kube:
         limits)."""
         meta = manifest["metadata"]
         try:
-            applied = await self._run(
-                self._apps.patch_namespaced_deployment,
-                meta["name"],
-                meta["namespace"],
+            return await self._json(
+                "PATCH",
+                _path("apis/apps/v1", meta["namespace"], "deployments", meta["name"]),
+                _FORCED,
                 manifest,
-                field_manager=FIELD_MANAGER,
-                force=True,
-                _content_type=_APPLY,
+                _APPLY,
             )
         except ApiException as exc:
             if exc.status == 422:
                 raise _refusal(exc) from exc
             raise
-        return self._plain(applied)
 
     async def apply_service(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply of the managed Service, like `apply_deployment` (the API server keeps the
         clusterIP it allocated: the operator never names it)."""
         meta = manifest["metadata"]
-        return self._plain(
-            await self._run(
-                self._core.patch_namespaced_service,
-                meta["name"],
-                meta["namespace"],
-                manifest,
-                field_manager=FIELD_MANAGER,
-                force=True,
-                _content_type=_APPLY,
-            )
+        return await self._json(
+            "PATCH", _path("api/v1", meta["namespace"], "services", meta["name"]), _FORCED, manifest, _APPLY
         )
 
     async def hpa_targets(self, namespace: str, deployment: str) -> bool:
-        """Whether a HorizontalPodAutoscaler in the namespace scales this Deployment.
-
-        Read as raw JSON: an HPA its controller has not yet given a status does not fit the client's
-        typed model, and only spec.scaleTargetRef matters here."""
-        listing = await self._list_json(
-            self._autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace
-        )
+        """Whether a HorizontalPodAutoscaler in the namespace scales this Deployment (only
+        spec.scaleTargetRef is read: an HPA its controller has not yet given a status is fine)."""
+        listing = await self._json("GET", _path("apis/autoscaling/v2", namespace, "horizontalpodautoscalers"))
         return any(
             (hpa.get("spec", {}).get("scaleTargetRef") or {}).get("kind") == "Deployment"
             and hpa["spec"]["scaleTargetRef"].get("name") == deployment
@@ -193,29 +205,17 @@ class Kube:
         )
 
     async def list_pods(self, namespace: str, selector: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The pods a Deployment's `spec.selector` (matchLabels, matchExpressions) selects, as raw JSON:
-        only their metadata and status matter here."""
-        listing = await self._list_json(
-            self._core.list_namespaced_pod, namespace, label_selector=label_selector(selector)
+        """The pods a Deployment's `spec.selector` (matchLabels, matchExpressions) selects."""
+        listing = await self._json(
+            "GET", _path("api/v1", namespace, "pods"), {"labelSelector": label_selector(selector)}
         )
         return list(listing.get("items") or [])
-
-    async def _list_json(self, fn: Callable[..., Any], namespace: str, **kwargs: Any) -> dict[str, Any]:
-        """A namespaced list call's answer as plain JSON, not the client's typed model."""
-
-        def read(_request_timeout: float) -> dict[str, Any]:
-            # Unpreloaded, the body is read by `.data`: here, in the pool thread, not on the event loop.
-            response: Any = fn(namespace, _preload_content=False, _request_timeout=_request_timeout, **kwargs)
-            listing: dict[str, Any] = json.loads(response.data)
-            return listing
-
-        return await self._run(read)
 
     # -- Secrets and Events
 
     async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """The decoded data of a Secret, or None when it does not exist. Values are never logged."""
-        secret = await self._get(self._core.read_namespaced_secret, name, namespace)
+        secret = await self._get(_path("api/v1", namespace, "secrets", name))
         if secret is None:
             return None
         data = {
@@ -225,7 +225,7 @@ class Kube:
 
     async def config_map_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """The data of a ConfigMap (one GET, no cache), or None when it does not exist."""
-        config_map = await self._get(self._core.read_namespaced_config_map, name, namespace)
+        config_map = await self._get(_path("api/v1", namespace, "configmaps", name))
         return None if config_map is None else dict(config_map.get("data") or {})
 
     async def create_event(
@@ -256,7 +256,7 @@ class Kube:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        await self._run(self._core.create_namespaced_event, meta["namespace"], body)
+        await self._json("POST", _path("api/v1", meta["namespace"], "events"), body=body)
 
 
 def label_selector(selector: Mapping[str, Any]) -> str:
