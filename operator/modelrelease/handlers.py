@@ -43,6 +43,21 @@ LEGACY_FINALIZER = "modelrelease.io/finalizer"
 """Added by operator versions that polled with per-release kopf daemons; removed wherever it is seen."""
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf deep-copies every watched body into a diff base for change handlers, even when, as here,
+    there are only event handlers and nothing reads a diff: 13 % of the operator's CPU while 1,000
+    releases moved (bench/scale.py with py-spy). This keeps nothing and stores nothing on the objects."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_: Any) -> None:
     """All kopf and operator settings in one place."""
@@ -65,6 +80,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, logger: Logger, 
     settings.watching.reconnect_backoff = 1.0
     settings.networking.request_timeout = 60
     settings.networking.error_backoffs = (1, 2, 5, 10, 20)
+    settings.persistence.diffbase_storage = NoDiffBase()
     # Every handler is async; the executor only serves kopf's own sync work.
     settings.execution.max_workers = 4
 

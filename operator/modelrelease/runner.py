@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 
 import kopf
 
@@ -37,6 +38,8 @@ def run(namespaces: list[str] | None = None, verbose: bool = False) -> None:
     settings = Settings.from_env()
     watched = list(namespaces or settings.namespaces)
     kopf.configure(verbose=verbose)
+    if not verbose:  # else every watch event logs "Handler 'release_event' succeeded." at INFO
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     liveness = (
         f"http://{settings.bind_address}:{settings.health_port}/healthz" if settings.health_port else None
     )
