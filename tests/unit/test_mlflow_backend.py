@@ -61,9 +61,12 @@ class NoObjectStore(MlflowRegistries):
 
 
 @contextlib.asynccontextmanager
-async def registry_at(answers: Mapping[str, Sequence[Answer]]) -> AsyncIterator[str]:
-    """A server answering each endpoint with its answers in turn (the last one repeated); 404 elsewhere."""
-    served: dict[str, int] = {}
+async def registry_at(
+    answers: Mapping[str, Sequence[Answer]], served: dict[str, int] | None = None
+) -> AsyncIterator[str]:
+    """A server answering each endpoint with its answers in turn (the last one repeated); 404 elsewhere.
+    `served` counts the requests per endpoint."""
+    served = {} if served is None else served
 
     async def handle(request: web.Request) -> web.Response:
         kind = endpoint(request.path)
@@ -254,6 +257,29 @@ async def test_odd_artifact_listings_are_refused_before_any_download(files: obje
         with pytest.raises(RegistryError) as refused:
             await registries.get(RegistryTarget(url)).artifact_digest(FRAUD_7)
     assert refused.value.reason == reason
+
+
+MLMODEL_WITH_SCHEMA = b"""
+signature:
+  inputs: '[{"name": "a", "type": "double"}]'
+"""
+
+
+async def test_a_versions_location_is_asked_once_and_its_mlmodel_read_once_for_digest_and_schema() -> None:
+    script: dict[str, list[Answer]] = {
+        "location": ok({"artifact_uri": "mlflow-artifacts:/1/abc/artifacts/model"}),
+        "listing": ok({"files": [{"path": "MLmodel"}]}),
+        "file": [(200, MLMODEL_WITH_SCHEMA, {})],
+    }
+    served: dict[str, int] = {}
+    async with registry_at(script, served) as url, MlflowRegistries(sleep=Waits()) as registries:
+        registry = registries.get(RegistryTarget(url))
+        first = await registry.artifact_digest(FRAUD_7)
+        again = await registry.artifact_digest(FRAUD_7, max_age=0)  # hashed again: the bytes may change
+        schema = await registry.input_schema(FRAUD_7)
+    assert first == again and schema == [{"name": "a", "type": "double"}]
+    assert served["location"] == 1
+    assert served["listing"] == 2 and served["file"] == 2  # the schema came with the hashed MLmodel
 
 
 MLMODEL_WITH_EXAMPLE = b"""

@@ -271,13 +271,14 @@ async def test_off_reads_no_configmap_and_no_artifact() -> None:
 
 
 class CountingTree:
-    """An artifact tree over in-memory files that counts how often each file's bytes are hashed."""
+    """An artifact tree over in-memory files that counts how often each file's bytes are downloaded
+    (streamed through SHA-256, or read whole)."""
 
     location = "s3://bucket/model"
 
     def __init__(self, files: Mapping[str, bytes]) -> None:
         self._files = dict(files)
-        self.hashed: list[str] = []
+        self.downloaded: list[str] = []
 
     async def files(self) -> list[str]:
         return list(self._files)
@@ -286,10 +287,11 @@ class CountingTree:
         return path in self._files
 
     async def sha256(self, path: str) -> str:
-        self.hashed.append(path)
+        self.downloaded.append(path)
         return hashlib.sha256(self._files[path]).hexdigest()
 
     async def read(self, path: str, limit: int) -> bytes:
+        self.downloaded.append(path)
         return self._files[path][:limit]
 
 
@@ -316,4 +318,5 @@ async def test_digest_and_signature_read_each_artifact_byte_once(
         assert await registry.artifact_digest(candidate) == digest
     assert {r.check: r.code for r in results}["Digest"] == "DigestMatched"
     assert {r.check: r.code for r in results}["Signature"] == "SignatureVerified"
-    assert sorted(tree.hashed) == sorted(MODEL)  # once each, and model.sig never hashed
+    # Once each (the MLmodel read whole, for its schema too), model.sig read to check it, never hashed.
+    assert sorted(tree.downloaded) == sorted([*MODEL, "model.sig"])

@@ -162,10 +162,14 @@ class VersionFactsCache(Generic[V]):
             return found[0]
         return await self._flights.run(key, partial(self._compute, key, compute))
 
-    async def _compute(self, key: FactsKey, compute: Callable[[], Coroutine[Any, Any, V]]) -> V:
-        value = await compute()
+    def put(self, key: FactsKey, value: V) -> None:
+        """Keep a fact learnt on the way to another (a version's MLmodel, read while hashing its files)."""
         self._values[key] = (value, self._clock())
         self._values.move_to_end(key)
         while len(self._values) > self._max_entries:
             self._values.popitem(last=False)
+
+    async def _compute(self, key: FactsKey, compute: Callable[[], Coroutine[Any, Any, V]]) -> V:
+        value = await compute()
+        self.put(key, value)
         return value

@@ -27,6 +27,7 @@ and bounded LRU caches of per-file digests and input schemas per (target, model,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
@@ -41,7 +42,6 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
-import yaml
 
 from modelrelease import __version__
 from modelrelease.api.models import (
@@ -77,7 +77,7 @@ from modelrelease.registry.digest import (
     manifest,
     manifest_digest,
 )
-from modelrelease.registry.mlmodel import signature_inputs
+from modelrelease.registry.mlmodel import mlmodel_inputs, parse_mlmodel, signature_inputs
 from modelrelease.settings import Settings
 
 __all__ = [
@@ -585,6 +585,7 @@ class MlflowRegistries:
         self.cache = cache if cache is not None else ResolutionCache()
         self.entries: VersionFactsCache[tuple[tuple[str, str], ...]] = VersionFactsCache(facts_cache_size)
         self.schemas: VersionFactsCache[list[dict[str, Any]] | None] = VersionFactsCache(facts_cache_size)
+        self.locations: VersionFactsCache[str] = VersionFactsCache(facts_cache_size)
         self.observer = observer
         self._session: aiohttp.ClientSession | None = None
         self._s3: Any = None
@@ -735,6 +736,11 @@ class MlflowRegistry:
     # -- artifacts
 
     async def artifact_location(self, mv: ModelVersion) -> str:
+        """Where the version's artifacts are: asked once per version (a version's source cannot change),
+        then shared by the digest, signature and schema reads of every release."""
+        return await self._shared.locations.get(self._facts_key(mv), partial(self._download_uri, mv))
+
+    async def _download_uri(self, mv: ModelVersion) -> str:
         data = await self._api.get(
             f"{_API}/model-versions/get-download-uri", {"name": mv.name, "version": mv.version}
         )
@@ -778,7 +784,22 @@ class MlflowRegistry:
         except ValueError as exc:
             message = f"artifacts at {tree.location}: {exc}"
             raise RegistryError(message, reason="InvalidArtifactPath") from None
-        return tuple([(path, await tree.sha256(path)) for path in files])
+        return tuple([(path, await self._file_digest(mv, tree, path)) for path in files])
+
+    async def _file_digest(self, mv: ModelVersion, tree: _ArtifactTree, path: str) -> str:
+        """A file's SHA-256. The root MLmodel (small) is read whole instead of streamed, and the input
+        schema it declares kept, so the Schema check of the version downloads it no second time."""
+        if path != "MLmodel":
+            return await tree.sha256(path)
+        try:
+            data = await tree.read(path, MLMODEL_MAX_BYTES)
+        except RegistryError as exc:
+            if exc.reason != "ArtifactTooLarge":
+                raise
+            return await tree.sha256(path)  # hashed all the same; the Schema check refuses it itself
+        with contextlib.suppress(RegistryError):  # not YAML, odd inputs: the Schema check reads it again
+            self._shared.schemas.put(self._facts_key(mv), mlmodel_inputs(data, mv.uri))
+        return hashlib.sha256(data).hexdigest()
 
     async def artifact_digest(self, mv: ModelVersion, *, max_age: float | None = None) -> str:
         return manifest_digest(await self.artifact_entries(mv, max_age=max_age))
@@ -796,10 +817,7 @@ class MlflowRegistry:
         """The version's MLmodel file, parsed (any YAML value: callers check its shape)."""
         if not await tree.exists("MLmodel"):
             raise RegistryError(f"{mv.uri} has no MLmodel file at {tree.location}", reason="MLmodelNotFound")
-        try:
-            return yaml.safe_load(await tree.read("MLmodel", MLMODEL_MAX_BYTES))
-        except (yaml.YAMLError, RecursionError):
-            raise RegistryError(f"MLmodel of {mv.uri} is not valid YAML", reason="InvalidMLmodel") from None
+        return parse_mlmodel(await tree.read("MLmodel", MLMODEL_MAX_BYTES), mv.uri)
 
     async def _read_input_schema(self, mv: ModelVersion) -> list[dict[str, Any]] | None:
         return signature_inputs(await self._mlmodel(mv, await self._tree(mv)), mv.uri)
