@@ -144,7 +144,12 @@ def test_verified_version_rolls_out_and_completes() -> None:
     assert release.outcomes() == [("1", None)]
     assert release.condition("Verified") == ("True", "ChecksPassed")
     assert release.condition("Progressing") == ("True", "RolloutInProgress")
-    assert reasons(plan) == ["AliasResolved", "RolloutStarted"]
+    # The resolution is said in the one RolloutStarted Event (and in the Resolved condition).
+    assert reasons(plan) == ["RolloutStarted"]
+    assert [e.message for e in plan.events] == [
+        "alias champion resolved to version 1 (models:/fraud/1): rolling it out"
+    ]
+    assert release.condition("Resolved") == ("True", "AliasResolved")
     assert plan.status.resolved is not None and plan.status.resolved.digest == "sha256:" + "1" * 64
 
     plan = release.step(mv(1), deployment(1, "Succeeded"))
@@ -172,7 +177,8 @@ def test_alias_move_verifies_and_rolls_out_the_new_version() -> None:
     plan = release.step(mv(2), deployment(1, "Succeeded"), PASS)
     assert plan.deploy is not None and plan.deploy.pin.version == "2"
     assert plan.status.current is not None and plan.status.current.version == "1"  # until v2 is available
-    assert reasons(plan) == ["AliasResolved", "RolloutStarted"]
+    assert reasons(plan) == ["RolloutStarted"]
+    assert plan.events[0].message == "alias champion resolved to version 2 (models:/fraud/2): rolling it out"
 
 
 def test_failed_gate_blocks_and_the_old_version_keeps_serving() -> None:
