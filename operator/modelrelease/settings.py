@@ -11,7 +11,9 @@
 - MODELRELEASE_WEBHOOK_PORT: MLflow webhook receiver at POST /webhooks/mlflow (unset: none);
   MODELRELEASE_WEBHOOK_SECRET, its HMAC secret, is then required.
 - MODELRELEASE_DEFAULT_IMAGE: serving image of managed Deployments (default modelrelease-serving:0.1.0).
-- MODELRELEASE_BIND_ADDRESS: address the HTTP servers listen on (default 0.0.0.0).
+- MODELRELEASE_BIND_ADDRESS: address the HTTP servers listen on (default 0.0.0.0 in a pod, where the
+  kubelet's probes and Prometheus come from outside; 127.0.0.1 elsewhere, so an operator run on a
+  workstation is not reachable from the network and does not take its ports on every address).
 
 MLflow client retries: the operator's own registry calls go through `modelrelease.registry.mlflow`
 (aiohttp, 10 s per attempt, 3 attempts). Any MLflow client code that runs in the operator process
@@ -70,7 +72,7 @@ class Settings:
     webhook_port: int | None = None
     webhook_secret: str | None = field(default=None, repr=False)
     default_image: str = DEFAULT_IMAGE
-    bind_address: str = "0.0.0.0"
+    bind_address: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -99,7 +101,8 @@ class Settings:
             webhook_port=webhook_port,
             webhook_secret=webhook_secret,
             default_image=env.get("MODELRELEASE_DEFAULT_IMAGE", "").strip() or DEFAULT_IMAGE,
-            bind_address=env.get("MODELRELEASE_BIND_ADDRESS", "").strip() or "0.0.0.0",
+            bind_address=env.get("MODELRELEASE_BIND_ADDRESS", "").strip()
+            or ("0.0.0.0" if env.get("KUBERNETES_SERVICE_HOST") else "127.0.0.1"),  # in a pod: every address
         )
         if default_uri is not None and not settings.tracking_uri_allowed(default_uri):
             raise SettingsError(

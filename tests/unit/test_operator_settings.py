@@ -20,6 +20,13 @@ def test_defaults() -> None:
     assert settings.default_tracking_uri is None
 
 
+def test_the_servers_listen_on_every_address_in_a_pod_and_on_loopback_elsewhere() -> None:
+    assert Settings.from_env({}).bind_address == "127.0.0.1"
+    assert Settings.from_env({"KUBERNETES_SERVICE_HOST": "10.96.0.1"}).bind_address == "0.0.0.0"
+    chosen = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "MODELRELEASE_BIND_ADDRESS": "127.0.0.1"}
+    assert Settings.from_env(chosen).bind_address == "127.0.0.1"
+
+
 def test_everything_from_the_environment() -> None:
     settings = Settings.from_env(
         {
