@@ -1,13 +1,12 @@
 """What the chaos tests and the scale/chaos benchmarks share: a real watch kept in a thread (every change
-of every object, in order, with its time), a process's CPU and RSS from /proc, and a control-plane
-component restarted with the command line and environment it was started with."""
+of every object, in order, with its time), a process's CPU and RSS from /proc, and a sandbox component
+paused (a component is restarted by the sandbox itself: `modelrelease.sandbox.stack.restart`)."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -206,50 +205,6 @@ def _component(directory: Path, name: str) -> dict[str, Any]:
     return entry
 
 
-def restart_component(
-    directory: Path, name: str, down_for: Callable[[], None] | None = None, extra_args: tuple[str, ...] = ()
-) -> int:
-    """Stop one sandbox component (SIGTERM to its process group, SIGKILL after 20 s), run `down_for` while
-    it is down, and start it again with the command line (plus `extra_args`), environment and folder it had;
-    the new pid is
-    written into DIR/state.json, so `sandbox down` stops it. Returns that pid."""
-    from modelrelease.sandbox import stack
-
-    entry = _component(directory, name)
-    pid = int(entry["pid"])
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-    environ = dict(
-        item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item
-    )
-    cwd = os.readlink(f"/proc/{pid}/cwd")
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    while Path(f"/proc/{pid}").exists() and _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(pid):
-        os.killpg(pid, signal.SIGKILL)
-    child = stack._children.pop(pid, None)  # the sandbox's own Popen, when this process started it
-    if child is not None:
-        child.wait(timeout=10)
-    if down_for is not None:
-        down_for()
-    with open(entry["log"], "ab") as out:
-        process = subprocess.Popen(
-            [*(a.decode() for a in argv), *extra_args],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env={k.decode(): v.decode() for k, v in environ.items()},
-            start_new_session=True,
-        )
-    stack._children[process.pid] = process
-    state = json.loads((directory / "state.json").read_text())
-    state["components"][name].update(pid=process.pid, start=stack._start_ticks(process.pid))
-    stack._write_atomic(directory / "state.json", json.dumps(state, indent=2) + "\n")
-    return process.pid
-
-
 @contextmanager
 def paused(directory: Path, name: str) -> Iterator[None]:
     """A sandbox component stopped (SIGSTOP to its process group) for the block, then continued: its port
@@ -261,12 +216,3 @@ def paused(directory: Path, name: str) -> Iterator[None]:
         yield
     finally:
         os.killpg(pid, signal.SIGCONT)
-
-
-def _alive(pid: int) -> bool:
-    """Running and not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"

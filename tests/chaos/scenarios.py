@@ -21,10 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
-from chaos.kit import Watch, deployments, paused, restart_component
+from chaos.kit import Watch, deployments, paused
 from integration.helpers import Cluster, Models, Operator, RegistryProxy, eventually, model_name
 from modelrelease.registry.mlflow import HttpPolicy
-from modelrelease.sandbox.stack import SandboxInfo
+from modelrelease.sandbox.stack import SandboxInfo, restart
 
 SEED = int(os.environ.get("CHAOS_SEED", "20261201"))
 """The seed of every scenario's RNG (the moments faults strike, which versions crash); printed."""
@@ -290,7 +290,7 @@ def component_restart(
             uri = f"models:/{model}/{second}"
             watch.wait("the new pin on the Deployment", lambda latest: latest.get(NAME) == uri, CONVERGE_S)
         time.sleep(rng.uniform(0, 1.0))  # the fault's moment
-        restart_component(sandbox.dir, component)
+        restart(sandbox.dir, component)
         figures.faults += 1
         eventually(
             f"the second version Ready after the {component} restart",
@@ -406,7 +406,7 @@ def watches_expire(stack: OwnStack, seed: int) -> Figures:
         old = (cluster.release(namespace, NAME) or {})["metadata"]["resourceVersion"]
         os.kill(pid, signal.SIGSTOP)
         try:
-            restart_component(sandbox.dir, "kube-apiserver", extra_args=("--etcd-compaction-interval=1s",))
+            restart(sandbox.dir, "kube-apiserver", extra_args=("--etcd-compaction-interval=1s",))
             figures.faults += 1
             wait_answering("kube-apiserver after its restart", lambda: cluster.core.list_namespace(limit=1))
             models.move_alias(model, second)

@@ -36,7 +36,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -203,6 +203,44 @@ def down(directory: Path) -> None:
         for path in [directory / "state.json", directory / "env", directory / "kubeconfig"]:
             path.unlink(missing_ok=True)
         shutil.rmtree(directory / "run", ignore_errors=True)
+
+
+def restart(
+    directory: Path, name: str, down_for: Callable[[], None] | None = None, extra_args: Sequence[str] = ()
+) -> int:
+    """Stop one component of the running sandbox in `directory` as `down` would, call `down_for` while it
+    is down, and start it again with the command line (plus `extra_args`), environment, folder and log it
+    had. Its new pid goes into DIR/state.json, so `down` stops it; returns that pid. For fault injection
+    (the chaos suite restarts kube-apiserver, etcd and MLflow mid-rollout)."""
+    directory = directory.resolve()
+    with _exclusive(directory):
+        entry = _read_state(directory)[name]
+        pid = int(entry["pid"])
+        argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
+        environ = dict(
+            item.decode().split("=", 1)
+            for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if b"=" in item
+        )
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        _stop_group(entry)
+        if down_for is not None:
+            down_for()
+        with open(entry["log"], "ab") as out:
+            process = subprocess.Popen(
+                [*argv, *extra_args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=environ,
+                start_new_session=True,
+            )
+        _children[process.pid] = process
+        state = json.loads((directory / "state.json").read_text())
+        state["components"][name].update(pid=process.pid, start=_start_ticks(process.pid))
+        _write_atomic(directory / "state.json", json.dumps(state, indent=2) + "\n")
+        return process.pid
 
 
 def stop_process(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
