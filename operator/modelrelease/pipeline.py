@@ -28,7 +28,13 @@ from modelrelease.api.models import MODEL_URI_ENV, ModelReleaseSpec, ModelReleas
 from modelrelease.kube.client import Kube, Refused, api_message
 from modelrelease.kube.watched import Latest
 from modelrelease.reconcile import Deploy, Plan, decide, refused
-from modelrelease.reconcile.decide import ARTIFACT_CHANGED, Reverified, SmokeTarget, SmokeTested
+from modelrelease.reconcile.decide import (
+    ARTIFACT_CHANGED,
+    SERVICE_NOT_APPLIED,
+    Reverified,
+    SmokeTarget,
+    SmokeTested,
+)
 from modelrelease.registry.base import (
     ModelVersion,
     Registry,
@@ -69,9 +75,6 @@ class ServiceNotApplied(Exception):
     def __init__(self, cause: ApiException) -> None:
         self.cause = cause
         super().__init__(api_message(cause))
-
-
-SERVICE_NOT_APPLIED = "ServiceNotApplied"
 
 
 Key = tuple[str, str]
@@ -369,7 +372,17 @@ async def _reconcile(op: Operator, namespace: str, name: str) -> Plan | None:
     if isinstance(resolution, ModelVersion):
         op.resolution_seen((namespace, name), spec, resolution.version)
     plan, resolution = await _plan(
-        op, namespace, spec, generation, status, registry, resolution, observed, now, live
+        op,
+        namespace,
+        spec,
+        generation,
+        status,
+        registry,
+        resolution,
+        observed,
+        now,
+        live,
+        state.service_problem,
     )
 
     _written(op, namespace, name, await op.kube.write_release_status(namespace, name, body.get("status"),
@@ -397,7 +410,9 @@ async def _reconcile(op: Operator, namespace: str, name: str) -> Plan | None:
             await _event(op, body, "Warning", SERVICE_NOT_APPLIED, message)
         state.service_problem = message
         raise service_failure.cause  # retried as any API failure is (outcome_of)
-    state.service_problem = None
+    if state.service_problem is not None:  # the status just written still says Degraded: once more, now
+        state.service_problem = None
+        op.wake(namespace, name)
 
     if problem is not None:
         raise problem
@@ -441,6 +456,7 @@ async def _plan(
     observed: ObservedDeployment | None,
     now: datetime,
     live: dict[str, Any] | None,
+    service_problem: str | None,
 ) -> tuple[Plan, ModelVersion | RegistryError]:
     """The decision, with the candidate verified first, or the new pods smoke-tested, when the decision
     asks for that; and the resolution it ends on (RegistryUnavailable when verification could not read
@@ -451,26 +467,23 @@ async def _plan(
     reverified = (
         await _reverify(spec, registry, status, resolution) if registry is not None and reachable else None
     )
-    plan = decide(spec, generation, status, resolution, None, observed, now, reverified=reverified)
+    decided = partial(
+        decide, spec, generation, status, reverified=reverified, service_problem=service_problem
+    )
+    plan = decided(resolution, None, observed, now)
     if plan.smoke_test is not None and registry is not None and live is not None:
         tested = await _smoke_test(op, spec, registry, plan.smoke_test, live)
         if tested is not None:  # else the rollout stays in progress and the next pass tries again
-            plan = decide(
-                spec, generation, status, resolution, None, observed, now, reverified=reverified, smoke=tested
-            )
+            plan = decided(resolution, None, observed, now, smoke=tested)
         return plan, resolution
     if plan.verify is None or registry is None or not isinstance(resolution, ModelVersion):
         return plan, resolution
     signers = partial(op.kube.config_map_data, namespace)
     verified = await _verify(spec, resolution, status, registry, signers)
     if isinstance(verified, RegistryUnavailable):
-        plan = decide(spec, generation, status, verified, None, observed, now, reverified=reverified)
-        return plan, verified
+        return decided(verified, None, observed, now), verified
     results, digest = verified
-    plan = decide(
-        spec, generation, status, resolution, results, observed, now, digest=digest, reverified=reverified
-    )
-    return plan, resolution
+    return decided(resolution, results, observed, now, digest=digest), resolution
 
 
 async def _smoke_test(

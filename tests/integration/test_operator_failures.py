@@ -315,6 +315,17 @@ def _cli(sandbox: SandboxInfo, *args: str, **env: str) -> subprocess.CompletedPr
     )
 
 
+def _serving_degraded_by_service(cluster: Cluster, ns: str, model: str, version: str) -> bool:
+    status = cluster.status(ns, "fraud")
+    degraded = cluster.condition(ns, "fraud", "Degraded")
+    return (
+        cluster.model_uri(ns, "fraud") == f"models:/{model}/{version}"
+        and (status.get("current") or {}).get("version") == version
+        and status.get("phase") == "Degraded"
+        and degraded.get("reason") == "ServiceNotApplied"
+    )
+
+
 def test_a_service_the_api_server_refuses_is_a_warning_event_and_is_applied_once_allowed(
     cluster: Cluster, models: Models, operator: Operator, ns: str
 ) -> None:
@@ -332,9 +343,11 @@ def test_a_service_the_api_server_refuses_is_a_warning_event_and_is_applied_once
     models.move_alias(model, v1)
     cluster.apply_release(ns, "fraud", release_spec(model))
     eventually(
-        "v1 Ready: the Deployment serves without its Service",
-        partial(ready_on, cluster, ns, "fraud", model, v1),
+        "v1 serving, Degraded ServiceNotApplied: the Deployment serves without its Service",
+        partial(_serving_degraded_by_service, cluster, ns, model, v1),
     )
+    degraded = cluster.condition(ns, "fraud", "Degraded")
+    assert degraded["status"] == "True" and "exceeded quota: no-services" in degraded["message"]
     refused = eventually(
         "a ServiceNotApplied Event", partial(warning_event, cluster, ns, "fraud", "ServiceNotApplied")
     )
@@ -352,6 +365,8 @@ def test_a_service_the_api_server_refuses_is_a_warning_event_and_is_applied_once
     eventually(
         "the Service applied once the quota is gone", lambda: cluster.core.list_namespaced_service(ns).items
     )
+    eventually("v1 Ready, Degraded=False again", partial(ready_on, cluster, ns, "fraud", model, v1))
+    assert cluster.condition(ns, "fraud", "Degraded")["reason"] == "AsExpected"
 
 
 def test_registration_cli_digest_and_stamp_agree_with_the_operator(

@@ -520,3 +520,28 @@ def test_a_first_deployment_the_api_server_refuses_leaves_nothing_serving_and_ph
     assert plan.status.phase == "Failed"
     again = release.step(mv(1), None)
     assert again.deploy is None and again.verify is None and again.events == ()
+
+
+def test_a_service_the_api_server_refused_is_degraded_until_a_pass_applies_it() -> None:
+    release = Release()
+    serving(release)
+    live = deployment(1, "Succeeded", gen=release.generation, applied=release.generation)
+    problem = (
+        "Service fraud could not be applied: exceeded quota: q, requested: services=1, limited: services=0"
+    )
+
+    def decided(service_problem: str | None) -> Plan:
+        args = (release.spec, release.generation, release.status, mv(1), None, live, release.clock)
+        return decide(*args, service_problem=service_problem)
+
+    refused_plan = decided(problem)
+    degraded = next(c for c in refused_plan.status.conditions if c.type == "Degraded")
+    assert (degraded.status, degraded.reason, degraded.message) == ("True", "ServiceNotApplied", problem)
+    assert refused_plan.status.phase == "Degraded"
+    assert refused_plan.deploy is None and refused_plan.events == ()  # the pass posts its Warning itself
+    assert refused_plan.status.current is not None and refused_plan.status.current.version == "1"
+    release.server.write(refused_plan)
+
+    applied = decided(None)
+    assert next(c for c in applied.status.conditions if c.type == "Degraded").reason == "AsExpected"
+    assert applied.status.phase == "Ready"

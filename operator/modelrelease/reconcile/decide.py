@@ -54,6 +54,8 @@ REJECTED = "DeploymentRejected"
 """Reason of the history entry and Progressing condition of a Deployment write the API server refused."""
 ARTIFACT_CHANGED = "ServingArtifactChanged"
 """Degraded reason (and Warning Event) when the serving version's bytes are no longer those verified."""
+SERVICE_NOT_APPLIED = "ServiceNotApplied"
+"""Degraded reason (and Warning Event) while the API server refuses or fails the managed Service."""
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,7 @@ class _Work:
     reverified: Reverified | None = None
     smoke: SmokeTested | None = None
     smoke_target: SmokeTarget | None = None
+    service_problem: str | None = None
 
     def finish(
         self, index: int, outcome: Literal["Succeeded", "Failed", "RolledBack"], reason: str, message: str
@@ -290,11 +293,13 @@ def decide(
     digest: str | None = None,
     reverified: Reverified | None = None,
     smoke: SmokeTested | None = None,
+    service_problem: str | None = None,
 ) -> Plan:
     """Decide one reconcile step. `observed` is the serving Deployment (the managed one, or the targetRef
     one) or None when it does not exist; `digest` is the candidate's artifact digest when computed;
     `reverified` the serving version's bytes hashed again (None: not this pass); `smoke` the smoke test's
-    verdict on the new pods of the rollout in flight, once `Plan.smoke_test` asked for it."""
+    verdict on the new pods of the rollout in flight, once `Plan.smoke_test` asked for it;
+    `service_problem` why the managed Service could not be applied when an earlier pass tried."""
     prev = status or ModelReleaseStatus()
     work = _Work(
         spec=spec,
@@ -307,6 +312,7 @@ def decide(
         verification=list(prev.verification),
         reverified=reverified,
         smoke=smoke,
+        service_problem=service_problem,
     )
     if work.current is None and not work.history and observed is not None:
         entry = rebuilt_entry(observed, now)
@@ -788,6 +794,8 @@ def _degraded(work: _Work, resolution: ModelVersion | RegistryError, serving: _S
             f"cannot follow {work.spec.model.display_ref}: {_one_line(str(resolution))}; "
             f"version {work.current.version} keeps serving",
         )
+    elif work.service_problem is not None:
+        work.condition("Degraded", "True", SERVICE_NOT_APPLIED, _one_line(work.service_problem)[:1024])
     else:
         work.condition("Degraded", "False", "AsExpected", "serving as specified")
 
