@@ -354,7 +354,7 @@ def run(env: Env) -> None:
         window = proxy.counts.copy() - before
         window_requests = sum(window.values())
         alias_requests = window.get("/api/2.0/mlflow/registered-models/alias", 0)
-        print(f"registry requests in one poll window, by path: {dict(window)}", flush=True)
+        report_requests("in one poll window", window)
         time.sleep(POLL_S)
         idle_end = time.monotonic()
 

@@ -94,7 +94,8 @@ class ReleaseState:
     pushed_at: float = 0.0
     """When (monotonic clock, the resolution cache's) the last webhook about its model arrived."""
     service_problem: str | None = None
-    """Why its managed Service could not be applied, as last posted in a Warning Event (posted once)."""
+    """Why its managed Service could not be applied, as last posted in a Warning Event (posted once per
+    message); the next passes' status says it too (Degraded ServiceNotApplied) until one applies it."""
 
 
 @dataclass

@@ -229,6 +229,8 @@ class _Work:
     smoke: SmokeTested | None = None
     smoke_target: SmokeTarget | None = None
     service_problem: str | None = None
+    resolution_event: Event | None = None
+    """The Normal Event of a resolution that changed in this pass (AliasResolved, ...), if one was made."""
 
     def finish(
         self, index: int, outcome: Literal["Succeeded", "Failed", "RolledBack"], reason: str, message: str
@@ -551,7 +553,8 @@ def _resolution_succeeded(work: _Work, mv: ModelVersion, digest: str | None) -> 
     work.condition("Resolved", "True", reason, message)
     old = next((c for c in work.prev.conditions if c.type == "Resolved"), None)
     if not same or old is None or old.status != "True":
-        work.events.append(Event("Normal", reason, message))
+        work.resolution_event = Event("Normal", reason, message)
+        work.events.append(work.resolution_event)
 
 
 def _candidate(
@@ -644,17 +647,15 @@ def _start_rollout(work: _Work, mv: ModelVersion, pin: Pin, verification: Sequen
     return Deploy(pin, work.generation, "Rollout")
 
 
-RESOLUTION_EVENTS = frozenset({"VersionPinned", "AliasResolved", "LatestApprovedResolved", "StageResolved"})
-
-
 def _rollout_started(work: _Work, mv: ModelVersion) -> Event:
     """RolloutStarted, saying how the version was resolved when this same pass resolved it: one Event
     instead of two for an alias move (the operator's Events were a third of the API server's writes
     while bench/scale.py moved 1,000 pins); the Resolved condition still says it on its own."""
-    resolved = next((e for e in work.events if e.reason in RESOLUTION_EVENTS), None)
+    resolved = work.resolution_event
     if resolved is None:
         return Event("Normal", "RolloutStarted", f"rolling out version {mv.version} ({mv.uri})")
     work.events.remove(resolved)
+    work.resolution_event = None
     return Event("Normal", "RolloutStarted", f"{resolved.message}: rolling it out")
 
 

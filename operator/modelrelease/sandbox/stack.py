@@ -205,16 +205,15 @@ def down(directory: Path) -> None:
         shutil.rmtree(directory / "run", ignore_errors=True)
 
 
-def restart(
-    directory: Path, name: str, down_for: Callable[[], None] | None = None, extra_args: Sequence[str] = ()
-) -> int:
-    """Stop one component of the running sandbox in `directory` as `down` would, call `down_for` while it
-    is down, and start it again with the command line (plus `extra_args`), environment, folder and log it
-    had. Its new pid goes into DIR/state.json, so `down` stops it; returns that pid. For fault injection
-    (the chaos suite restarts kube-apiserver, etcd and MLflow mid-rollout)."""
+def restart(directory: Path, name: str, extra_args: Sequence[str] = ()) -> int:
+    """Stop one component of the running sandbox in `directory` as `down` would, and start it again with
+    the command line (plus `extra_args`), environment, folder and log it had. Its new pid goes into
+    DIR/state.json, so `down` stops it; returns that pid. For fault injection (the chaos suite restarts
+    kube-apiserver, etcd and MLflow mid-rollout)."""
     directory = directory.resolve()
     with _exclusive(directory):
-        entry = _read_state(directory)[name]
+        state = json.loads((directory / "state.json").read_text())
+        entry = state["components"][name]
         pid = int(entry["pid"])
         argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
         environ = dict(
@@ -224,8 +223,6 @@ def restart(
         )
         cwd = os.readlink(f"/proc/{pid}/cwd")
         _stop_group(entry)
-        if down_for is not None:
-            down_for()
         with open(entry["log"], "ab") as out:
             process = subprocess.Popen(
                 [*argv, *extra_args],
@@ -237,8 +234,7 @@ def restart(
                 start_new_session=True,
             )
         _children[process.pid] = process
-        state = json.loads((directory / "state.json").read_text())
-        state["components"][name].update(pid=process.pid, start=_start_ticks(process.pid))
+        entry.update(pid=process.pid, start=_start_ticks(process.pid))
         _write_atomic(directory / "state.json", json.dumps(state, indent=2) + "\n")
         return process.pid
 
